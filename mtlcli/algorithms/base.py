@@ -1,0 +1,109 @@
+"""The one contract every MTL algorithm follows.
+
+The trainer builds ``backbone`` and ``heads`` and injects them; an algorithm
+decides only how a mixed batch's per-task losses become gradients
+(:meth:`MTLAlgorithm.backward`). The training loop calls
+:meth:`MTLAlgorithm.training_step` at exactly one place and then clips and
+steps the optimizer itself.
+
+Non-finite policy (the same for every method): a non-finite task loss raises
+:class:`NonFiniteLossError` before any gradient is formed, so the optimizer never
+steps on NaN/inf; the trainer stops the run and keeps the last good checkpoint.
+
+State (loss history, moving averages, learned weights) lives in registered
+buffers/parameters or in ``get_extra_state`` (tensors and plain containers only),
+so it is part of ``state_dict`` and of the checkpoint, loadable with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtlcli.heads import MTLHeads, TaskLogits
+
+
+class NonFiniteLossError(ArithmeticError):
+    """A task's training loss is NaN or infinite."""
+
+    def __init__(self, task_id: int, value: float):
+        self.task_id = task_id
+        self.value = value
+        super().__init__(f"task {task_id} has a non-finite loss ({value})")
+
+
+@dataclass
+class StepOutput:
+    """What one training step reports back to the loop (all detached)."""
+
+    loss: torch.Tensor                     # scalar the algorithm optimised (for logging)
+    task_losses: dict[int, torch.Tensor]   # task id -> mean cross-entropy on its rows
+    task_outputs: dict[int, TaskLogits]    # task id -> rows and logits (for train metrics)
+
+
+class MTLAlgorithm(nn.Module):
+    """Base class: shared ``backbone`` + one head per task.
+
+    Subclasses implement :meth:`backward`. Their other constructor arguments are
+    their hyperparameters; ``backbone`` and ``heads`` are injected by the trainer
+    and never appear in a config.
+
+    Args:
+        backbone: shared feature extractor with an ``output_dim`` attribute.
+        heads: one classification head per task.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: MTLHeads):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = heads
+
+    # -- forward -----------------------------------------------------------
+    def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> dict[int, TaskLogits]:
+        return self.heads(self.backbone(x), task_id)
+
+    @staticmethod
+    def task_losses(outputs: dict[int, TaskLogits], y: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Mean cross-entropy of each task present, over that task's rows."""
+        return {t: F.cross_entropy(o.logits, y.index_select(0, o.index)) for t, o in outputs.items()}
+
+    @staticmethod
+    def check_finite(task_losses: dict[int, torch.Tensor]) -> None:
+        values = torch.stack([loss.detach() for loss in task_losses.values()])
+        if not bool(torch.isfinite(values).all()):
+            for t, v in zip(task_losses, values.tolist()):
+                if not torch.isfinite(torch.tensor(v)):
+                    raise NonFiniteLossError(t, v)
+
+    # -- training ----------------------------------------------------------
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, task_id: torch.Tensor) -> StepOutput:
+        """Forward a mixed batch, form per-task losses, and fill ``.grad`` of every parameter."""
+        outputs = self(x, task_id)
+        losses = self.task_losses(outputs, y)
+        self.check_finite(losses)
+        loss = self.backward(losses)
+        return StepOutput(
+            loss=loss.detach(),
+            task_losses={t: v.detach() for t, v in losses.items()},
+            task_outputs={t: TaskLogits(o.index, o.logits.detach()) for t, o in outputs.items()},
+        )
+
+    def backward(self, task_losses: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Turn the per-task losses of the tasks present into gradients; return the
+        scalar that represents the step (for logging). Must free the graph."""
+        raise NotImplementedError
+
+    def on_train_epoch_end(self, epoch: int) -> None:
+        """Called once after each training epoch (for epoch-level state such as DWA's)."""
+
+    # -- helpers -----------------------------------------------------------
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task uses (the backbone's), in a fixed order."""
+        return [p for p in self.backbone.parameters() if p.requires_grad]
+
+    def task_specific_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.heads.parameters() if p.requires_grad]
