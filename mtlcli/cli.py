@@ -42,9 +42,21 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-epoch lines; only the summary.")] = False,
 ) -> None:
     """Compose an experiment config, check it, and train."""
-    from mtlcli.engine.run import train_command
+    from mtlcli.experiment import train_command
 
     train_command(experiment, overrides or [], config_dir=config_dir, resume=resume, quiet=quiet)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run's output directory.")],
+    eval_tasks: Annotated[Optional[list[int]], typer.Option("--eval-tasks", help="Task id to evaluate (repeatable; default: the run's eval_tasks).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint file (default: RUN_DIR/checkpoints/last.pt).")] = None,
+) -> None:
+    """Rebuild a run's model from its saved config, load its weights, and test each task."""
+    from mtlcli.experiment import evaluate_command
+
+    evaluate_command(run_dir, eval_tasks=eval_tasks, checkpoint=checkpoint)
 
 
 def main() -> None:

@@ -1,0 +1,271 @@
+"""The training loop: plain PyTorch, top to bottom, no callbacks.
+
+batch -> ``model.training_step`` (the one place an algorithm plugs in) -> clip ->
+optimizer step -> scheduler -> per-epoch validation -> checkpoint; finally test.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from mtlcli.algorithms.base import MTLAlgorithm, NonFiniteLossError
+from mtlcli.engine import outputs
+from mtlcli.engine.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
+from mtlcli.engine.evaluation import evaluate
+from mtlcli.engine.metrics import TaskResult, average
+from mtlcli.engine.progress import Progress
+from mtlcli.errors import EXIT_INTERRUPTED, MtlcliError
+
+
+class TrainingInterrupted(MtlcliError):
+    """Ctrl-C: the state was saved at a step boundary and the run can be resumed."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+@dataclass
+class TaskData:
+    """Task-labelled samples of one split, already on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    task_id: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class RunData:
+    """What the loop trains and evaluates on."""
+
+    train: TaskData
+    val: Optional[TaskData]   # validation rows of the training tasks (None when there are none)
+    test: TaskData            # test rows of the evaluation tasks
+    num_classes: dict[int, int]
+    batch_size: int
+    sampler: object           # mtlcli.data.MixedBatchSampler over ``train``
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cpu``; ``cuda`` or ``cuda:N``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise MtlcliError(f"trainer.device: unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise MtlcliError("trainer.device is cuda but no CUDA device is available (use trainer.device=cpu or auto)")
+    if resolved.type not in ("cpu", "cuda"):
+        raise MtlcliError(f"trainer.device: unsupported device {device!r} (use auto, cpu, cuda or cuda:N)")
+    return resolved
+
+
+class _TrainAccumulator:
+    """Per-task sums of loss x samples, correct predictions and samples: per-sample means, no syncs."""
+
+    def __init__(self, task_ids: list[int], device: torch.device):
+        self.task_ids = list(task_ids)
+        self._row = {t: i for i, t in enumerate(self.task_ids)}
+        self.sums = torch.zeros(len(self.task_ids), 3, dtype=torch.float64, device=device)
+
+    def update(self, step, y: torch.Tensor) -> None:
+        for t, out in step.task_outputs.items():
+            row = self.sums[self._row[t]]
+            n = out.index.numel()
+            row[0] += step.task_losses[t] * n
+            row[1] += (out.logits.argmax(1) == y.index_select(0, out.index)).sum()
+            row[2] += n
+
+    def results(self) -> list[TaskResult]:
+        sums = self.sums.cpu().tolist()
+        return [TaskResult(t, s[0] / s[2], s[1] / s[2], int(s[2])) for t, s in zip(self.task_ids, sums) if s[2] > 0]
+
+
+class Trainer:
+    """Runs the multi-task training loop on one device.
+
+    Args:
+        max_epochs: number of passes over the mixed training data.
+        device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``32`` (float32) or ``bf16-mixed`` (autocast to bfloat16 for the forward pass).
+        gradient_clip_val: clip the global gradient norm to this value; null disables clipping.
+        lr_scheduler_interval: step the lr scheduler every ``epoch`` or every ``step`` (ReduceLROnPlateau always steps per epoch on the mean validation loss).
+        checkpoint_every_n_epochs: write ``checkpoints/last.pt`` every N epochs (and always at the end).
+    """
+
+    def __init__(
+        self,
+        max_epochs: int = 10,
+        device: str = "auto",
+        precision: Literal["32", "bf16-mixed"] = "32",
+        gradient_clip_val: Optional[float] = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        checkpoint_every_n_epochs: int = 1,
+    ):
+        if max_epochs < 0:
+            raise MtlcliError(f"trainer.max_epochs must be >= 0, got {max_epochs}")
+        if str(precision) not in ("32", "bf16-mixed"):
+            raise MtlcliError(f"trainer.precision must be '32' or 'bf16-mixed', got {precision!r}")
+        if gradient_clip_val is not None and gradient_clip_val <= 0:
+            raise MtlcliError(f"trainer.gradient_clip_val must be positive or null, got {gradient_clip_val}")
+        if lr_scheduler_interval not in ("epoch", "step"):
+            raise MtlcliError(f"trainer.lr_scheduler_interval must be 'epoch' or 'step', got {lr_scheduler_interval!r}")
+        if checkpoint_every_n_epochs < 1:
+            raise MtlcliError(f"trainer.checkpoint_every_n_epochs must be >= 1, got {checkpoint_every_n_epochs}")
+        self.max_epochs = int(max_epochs)
+        self.device_name = device
+        self.precision = str(precision)
+        self.gradient_clip_val = gradient_clip_val
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.checkpoint_every_n_epochs = int(checkpoint_every_n_epochs)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.device_name)
+
+    def _autocast(self, device: torch.device):
+        if self.precision == "bf16-mixed":
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def fit(
+        self,
+        model: MTLAlgorithm,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        data: RunData,
+        output_dir: Path,
+        progress: Progress,
+        state: Optional[dict] = None,
+    ) -> list[TaskResult]:
+        """Train (from scratch, or from a checkpoint ``state``), then test; returns test results."""
+        output_dir = Path(output_dir)
+        checkpoint_path = output_dir / "checkpoints" / "last.pt"
+        device = data.train.x.device
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau and data.val is None:
+            raise MtlcliError("ReduceLROnPlateau watches the validation loss, but there is no validation data "
+                              "(set validation_percentage > 0 or choose another lr_scheduler)")
+
+        epoch, batch_start, global_step = 0, 0, 0
+        train_rows: list[dict] = []
+        val_rows: list[dict] = []
+        accumulator = _TrainAccumulator(sorted({int(t) for t in data.num_classes}), device)
+        if state is not None:
+            epoch, batch_start, global_step = state["epoch"], state["batch"], state["global_step"]
+            train_rows, val_rows = list(state["train_rows"]), list(state["val_rows"])
+            accumulator.sums.copy_(state["train_sums"])
+
+        def checkpoint(next_epoch: int, next_batch: int) -> None:
+            save_checkpoint(checkpoint_path, {
+                "epoch": next_epoch, "batch": next_batch, "global_step": global_step,
+                "max_epochs": self.max_epochs,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "rng": capture_rng_state(),
+                "train_sums": accumulator.sums.cpu(),
+                "train_rows": train_rows, "val_rows": val_rows,
+            })
+
+        stop = _StopFlag()
+        with stop:
+            for epoch in progress.epochs(epoch, self.max_epochs):
+                model.train()
+                num_batches = len(data.sampler)
+                batches = data.sampler.batches(epoch, start=batch_start)
+                for batch_index, index in enumerate(progress.batches(batches, num_batches, batch_start, epoch), start=batch_start):
+                    x = data.train.x.index_select(0, index)
+                    y = data.train.y.index_select(0, index)
+                    task_id = data.train.task_id.index_select(0, index)
+                    optimizer.zero_grad(set_to_none=True)
+                    try:
+                        with self._autocast(device):
+                            step = model.training_step(x, y, task_id)
+                    except NonFiniteLossError as err:
+                        raise MtlcliError(
+                            f"training stopped: task {err.task_id} has a non-finite loss ({err.value}) at epoch "
+                            f"{epoch + 1}, step {batch_index + 1} (global step {global_step + 1}); "
+                            f"the last good checkpoint is kept in {checkpoint_path}"
+                        ) from err
+                    if self.gradient_clip_val is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), self.gradient_clip_val)
+                    optimizer.step()
+                    if scheduler is not None and not plateau and self.lr_scheduler_interval == "step":
+                        scheduler.step()
+                    accumulator.update(step, y)
+                    global_step += 1
+                    if stop.requested:
+                        checkpoint(epoch, batch_index + 1)
+                        raise TrainingInterrupted(
+                            f"interrupted at epoch {epoch + 1}, step {batch_index + 1}; state saved to "
+                            f"{checkpoint_path}; resume with: mtlcli train --resume {output_dir}"
+                        )
+                batch_start = 0
+
+                model.on_train_epoch_end(epoch)
+                train_results = accumulator.results()
+                accumulator.sums.zero_()
+                train_rows += outputs.epoch_rows(epoch + 1, train_results)
+                text = f"epoch {epoch + 1}/{self.max_epochs}  train loss {average(train_results).loss:.4f} acc {average(train_results).accuracy:.4f}"
+                postfix = {"train_acc": f"{average(train_results).accuracy:.4f}"}
+                if data.val is not None:
+                    val_results = evaluate(model, data.val.x, data.val.y, data.val.task_id, data.num_classes, data.batch_size)
+                    val_rows += outputs.epoch_rows(epoch + 1, val_results)
+                    val_mean = average(val_results)
+                    text += f"  val loss {val_mean.loss:.4f} acc {val_mean.accuracy:.4f}"
+                    postfix["val_acc"] = f"{val_mean.accuracy:.4f}"
+                    if plateau:
+                        scheduler.step(val_mean.loss)
+                if scheduler is not None and not plateau and self.lr_scheduler_interval == "epoch":
+                    scheduler.step()
+                progress.epoch_end(text, postfix)
+
+                outputs.write_csv(output_dir / "metrics" / "train.csv", outputs.EPOCH_COLUMNS, train_rows)
+                if data.val is not None:
+                    outputs.write_csv(output_dir / "metrics" / "val.csv", outputs.EPOCH_COLUMNS, val_rows)
+                if (epoch + 1) % self.checkpoint_every_n_epochs == 0 or epoch + 1 == self.max_epochs:
+                    checkpoint(epoch + 1, 0)
+                if stop.requested:
+                    raise TrainingInterrupted(
+                        f"interrupted after epoch {epoch + 1}; state saved to {checkpoint_path}; "
+                        f"resume with: mtlcli train --resume {output_dir}"
+                    )
+
+        test_results = evaluate(model, data.test.x, data.test.y, data.test.task_id, data.num_classes, data.batch_size)
+        outputs.write_test_results(output_dir, test_results)
+        return test_results
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop at the next step boundary (so the saved state is
+    consistent); a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: keep the default behaviour
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False

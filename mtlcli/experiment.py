@@ -1,0 +1,299 @@
+"""From a composed config to a finished run: build the objects, check they fit, train.
+
+The data flow is one way: CLI -> compose -> validate -> instantiate -> engine.
+This module is the only place that knows both the config layout and the engine.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from mtlcli.errors import ConfigError, MtlcliError, Origin
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
+
+
+@dataclass
+class BuiltRun:
+    """Every object a run needs, built from one config."""
+
+    config: dict
+    dataset: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    trainer: Any
+    train_tasks: list[int]
+    eval_tasks: list[int]
+    device: torch.device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_tasks(value: Any, available: list[int], key: str, origin: Origin | None = None) -> list[int]:
+    """``train_tasks``/``eval_tasks``: an int N means tasks 1..N; a list names task ids."""
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{key} must be an int N (tasks 1..N) or a list of task ids, got {value!r}", origin)
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}", origin)
+        tasks = list(range(1, value + 1))
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        tasks = list(value)
+        if len(set(tasks)) != len(tasks):
+            raise ConfigError(f"{key} lists a task twice: {tasks}", origin)
+    else:
+        raise ConfigError(f"{key} must be an int N (tasks 1..N) or a non-empty list of task ids, got {value!r}", origin)
+    missing = [t for t in tasks if t not in available]
+    if missing:
+        raise ConfigError(f"{key} names task(s) {missing} that the dataset does not have (its tasks: {available})", origin)
+    return tasks
+
+
+def _origin(composed, key: str) -> Origin | None:
+    return composed.origin(key) if composed is not None else None
+
+
+def _section(config: dict, key: str, composed) -> Any:
+    if key not in config or config[key] is None:
+        raise ConfigError(f"the experiment config has no '{key}' (add a defaults entry '/{key}: ...' or set it)",
+                          _origin(composed, key) if composed is not None and key in config else None)
+    return config[key]
+
+
+def build_run(config: dict, composed=None) -> BuiltRun:
+    """Instantiate dataset, trainer, backbone, heads, algorithm, optimizer and scheduler."""
+    from mtlcli.heads import MTLHeads
+    from mtlcli.instantiate import instantiate
+
+    origins = composed
+    seed = config.get("global_seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"global_seed must be an int, got {seed!r}", _origin(composed, "global_seed"))
+    seed_everything(seed)
+
+    trainer = instantiate(_section(config, "trainer", composed), origins=origins, path="trainer")
+    device = trainer.device
+    dataset = instantiate(_section(config, "mtl_dataset", composed), origins=origins, path="mtl_dataset")
+    dataset.setup()
+    train_tasks = resolve_tasks(config.get("train_tasks"), dataset.task_ids, "train_tasks", _origin(composed, "train_tasks"))
+    eval_tasks = resolve_tasks(config.get("eval_tasks", config.get("train_tasks")), dataset.task_ids, "eval_tasks",
+                               _origin(composed, "eval_tasks"))
+    untrained = [t for t in eval_tasks if t not in train_tasks]
+    if untrained:
+        raise ConfigError(f"eval_tasks {untrained} are not in train_tasks {train_tasks}: their heads would be untrained",
+                          _origin(composed, "eval_tasks"))
+
+    backbone = instantiate(_section(config, "backbone", composed), origins=origins, path="backbone")
+    output_dim = _check_backbone(backbone, dataset, train_tasks[0], composed)
+    heads = MTLHeads(output_dim, {t: dataset.num_classes[t] for t in train_tasks})
+    model = instantiate(_section(config, "mtl_algorithm", composed), origins=origins, path="mtl_algorithm",
+                        backbone=backbone, heads=heads).to(device)
+    optimizer = instantiate(_section(config, "optimizer", composed), origins=origins, path="optimizer")(model.parameters())
+    scheduler = None
+    if config.get("lr_scheduler"):
+        scheduler = instantiate(config["lr_scheduler"], origins=origins, path="lr_scheduler")(optimizer)
+    return BuiltRun(config, dataset, model, optimizer, scheduler, trainer, train_tasks, eval_tasks, device)
+
+
+def _check_backbone(backbone, dataset, task_id: int, composed) -> int:
+    """Catch a backbone that cannot read the dataset, or whose declared ``output_dim`` is wrong,
+    before any training starts."""
+    x, _ = dataset.tensors(task_id, "train")
+    declared = getattr(backbone, "output_dim", None)
+    input_dim = getattr(backbone, "input_dim", None)
+    features = int(np.prod(tuple(x.shape[1:])))
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(x[:2])
+    except RuntimeError as err:
+        detail = str(err).splitlines()[0]
+        hint = f"backbone.input_dim={input_dim} but a sample has {features} values" if input_dim not in (None, features) else detail
+        raise ConfigError(f"the backbone cannot read the dataset's inputs of shape {tuple(x.shape[1:])}: {hint}",
+                          _origin(composed, "backbone._target_")) from err
+    finally:
+        backbone.train(was_training)
+    if out.dim() != 2:
+        raise ConfigError(f"the backbone must return (batch, features); it returned shape {tuple(out.shape)}",
+                          _origin(composed, "backbone._target_"))
+    if declared is not None and out.shape[1] != declared:
+        raise ConfigError(f"backbone/heads dimension mismatch: the backbone declares output_dim={declared} "
+                          f"but produces {out.shape[1]} features", _origin(composed, "backbone.output_dim"))
+    return int(out.shape[1])
+
+
+def run_data(built: BuiltRun):
+    """Move the task-labelled splits to the device once; build the mixed batch sampler."""
+    from mtlcli.data import MixedBatchSampler
+    from mtlcli.engine import RunData, TaskData
+
+    def split(tasks, name):
+        mixed = built.dataset.mixed(tasks, name)
+        if mixed.x.shape[0] == 0:
+            return None
+        return TaskData(mixed.x.to(built.device), mixed.y.to(built.device), mixed.task_id.to(built.device))
+
+    train = split(built.train_tasks, "train")
+    if train is None:
+        raise MtlcliError("the training tasks have no training samples")
+    test = split(built.eval_tasks, "test")
+    if test is None:
+        raise MtlcliError("the evaluation tasks have no test samples")
+    sampler = MixedBatchSampler(len(train), built.dataset.batch_size, seed=int(built.config.get("global_seed", 0)))
+    return RunData(train=train, val=split(built.train_tasks, "val"), test=test,
+                   num_classes=dict(built.model.heads.num_classes), batch_size=built.dataset.batch_size,
+                   sampler=sampler)
+
+
+def _progress(quiet: bool):
+    from mtlcli.engine.progress import Progress
+
+    return Progress("quiet" if quiet else None)
+
+
+def _new_output_dir(config: dict, composed) -> Path:
+    value = config.get("output_dir")
+    if not isinstance(value, str) or not value:
+        raise ConfigError("output_dir must be a non-empty path", _origin(composed, "output_dir"))
+    output_dir = Path(value)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise MtlcliError(f"output directory {output_dir} already exists and is not empty; a run never writes into "
+                          f"another run (resume it with --resume {output_dir}, or set output_dir=...)")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MtlcliError(f"cannot create output directory {output_dir}: {err.strerror or err}") from err
+    return output_dir
+
+
+def _print_summary(title: str, results, output_dir: Path) -> None:
+    from mtlcli.engine.outputs import summary_table
+
+    print(summary_table(results, title))
+    print(f"results in {output_dir}")
+
+
+def train_command(experiment: Optional[str], overrides: list[str], *, config_dir: Optional[Path] = None,
+                  resume: Optional[Path] = None, quiet: bool = False) -> None:
+    """``mtlcli train``: compose, check, build, train, test, summarise."""
+    if resume is not None:
+        if experiment or overrides:
+            raise MtlcliError("--resume continues a run with its saved config; do not pass an experiment or overrides")
+        return resume_command(resume, quiet=quiet)
+    if not experiment:
+        raise MtlcliError("name an experiment, e.g. mtlcli train example_mtl_train (or a path to a YAML file)")
+    from mtlcli.compose import compose
+    from mtlcli.resources import config_search_path
+    from mtlcli.yamlio import atomic_write_text
+
+    composed = compose(experiment, overrides, config_search_path(config_dir))
+    _check(composed)
+    config = composed.config
+    built = build_run(config, composed)
+    data = run_data(built)
+    output_dir = _new_output_dir(config, composed)
+    atomic_write_text(output_dir / CONFIG_FILE, composed.to_yaml(), overwrite=False)
+    progress = _progress(quiet)
+    progress.message(f"training {config.get('expr_name', experiment)}: tasks {built.train_tasks} on {built.device}, "
+                     f"output in {output_dir}")
+    results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, output_dir, progress)
+    _print_summary("test", results, output_dir)
+
+
+def _check(composed) -> None:
+    """Run the same checks as ``mtlcli validate``; stop on the first error with its position."""
+    try:
+        from mtlcli.validate import check_experiment
+    except ImportError:  # validation not available in this build
+        return
+    errors = [f for f in check_experiment(composed) if getattr(f, "severity", "error") == "error"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more; run mtlcli validate)" if len(errors) > 1 else ""
+        raise MtlcliError(f"{first}{more}")
+
+
+def _load_run_config(run_dir: Path) -> dict:
+    from mtlcli.yamlio import load_yaml, to_plain
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise MtlcliError(f"run directory not found: {run_dir}")
+    if not path.is_file():
+        raise MtlcliError(f"{run_dir} is not an mtlcli run directory (no {CONFIG_FILE})")
+    return to_plain(load_yaml(path))
+
+
+def _load_state(built: BuiltRun, checkpoint: dict, path: Path) -> None:
+    try:
+        built.model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = "; ".join(lines[1:3]) if len(lines) > 1 else lines[0]
+        raise MtlcliError(f"checkpoint {path} does not fit the run's config: {detail[:300]}") from err
+
+
+def resume_command(run_dir: Path, *, quiet: bool = False) -> None:
+    """``mtlcli train --resume RUN_DIR``: continue from the last checkpoint, bit-for-bit on CPU."""
+    from mtlcli.engine.checkpoint import load_checkpoint, restore_rng_state
+
+    run_dir = Path(run_dir)
+    config = _load_run_config(run_dir)
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    checkpoint = load_checkpoint(checkpoint_path)
+    built = build_run(config)
+    if checkpoint["epoch"] >= built.trainer.max_epochs and (run_dir / "metrics" / "test.csv").is_file():
+        raise MtlcliError(f"run {run_dir} already finished ({built.trainer.max_epochs} epochs); "
+                          f"evaluate it with: mtlcli evaluate {run_dir}")
+    data = run_data(built)
+    _load_state(built, checkpoint, checkpoint_path)
+    built.optimizer.load_state_dict(checkpoint["optimizer"])
+    if built.scheduler is not None and checkpoint["scheduler"]:
+        built.scheduler.load_state_dict(checkpoint["scheduler"])
+    restore_rng_state(checkpoint["rng"])
+    progress = _progress(quiet)
+    progress.message(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['batch'] + 1}")
+    results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, run_dir, progress, state=checkpoint)
+    _print_summary("test", results, run_dir)
+
+
+def evaluate_command(run_dir: Path, *, eval_tasks: Optional[list[int]] = None, checkpoint: Optional[Path] = None) -> None:
+    """``mtlcli evaluate RUN_DIR``: rebuild the model from the run's config, load weights, test each task."""
+    from mtlcli.engine.checkpoint import load_checkpoint
+    from mtlcli.engine.evaluation import evaluate
+    from mtlcli.engine.outputs import TEST_COLUMNS, summary_table, test_rows, _csv_text
+    from mtlcli.yamlio import atomic_write_text
+
+    run_dir = Path(run_dir)
+    config = _load_run_config(run_dir)
+    checkpoint_path = Path(checkpoint) if checkpoint else run_dir / CHECKPOINT_FILE
+    payload = load_checkpoint(checkpoint_path)
+    built = build_run(config)
+    _load_state(built, payload, checkpoint_path)
+    tasks = built.eval_tasks if not eval_tasks else resolve_tasks(list(eval_tasks), built.dataset.task_ids, "--eval-tasks")
+    untrained = [t for t in tasks if t not in built.train_tasks]
+    if untrained:
+        raise MtlcliError(f"--eval-tasks {untrained} were not trained in this run (trained: {built.train_tasks})")
+    mixed = built.dataset.mixed(tasks, "test")
+    results = evaluate(built.model, mixed.x.to(built.device), mixed.y.to(built.device), mixed.task_id.to(built.device),
+                       dict(built.model.heads.num_classes), built.dataset.batch_size)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    path = run_dir / "metrics" / f"eval-{stamp}.csv"
+    atomic_write_text(path, _csv_text(TEST_COLUMNS, test_rows(results)), overwrite=False)
+    print(summary_table(results, "evaluate"))
+    print(f"written {path}")
