@@ -18,7 +18,17 @@ from typing import Any
 import torch
 
 from mtlcli.data.base import TaskDataset
-from mtlcli.data.sources import Digits, ImageSource, SourceData
+from mtlcli.data.sources import (
+    CIFAR10,
+    CIFAR100,
+    EMNIST,
+    MNIST,
+    Digits,
+    FashionMNIST,
+    ImageSource,
+    KMNIST,
+    SourceData,
+)
 from mtlcli.data.splits import (
     check_class_split,
     check_fraction,
@@ -257,4 +267,264 @@ class PermutedDigits(PermutedDataset):
         super().__init__(
             Digits(test_percentage), num_tasks, validation_percentage, permutation_seed,
             identity_first_task, resize, repeat_channels,
+        )
+
+
+class SplitMNIST(SplitDataset):
+    """Class-split tasks over MNIST digits (28x28, 10 classes).
+
+    Args:
+        root: folder holding the MNIST IDX files (raw or ``.gz``), directly or in ``raw/``, ``MNIST/``
+            or ``MNIST/raw/``.
+        class_split: task id (an integer from 1) -> the classes that task sees.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_split: dict[int, list[int]],
+        validation_percentage: float = 0.1,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(MNIST(root), class_split, validation_percentage, resize, repeat_channels)
+
+
+class SplitFashionMNIST(SplitDataset):
+    """Class-split tasks over Fashion-MNIST (28x28, 10 classes).
+
+    Args:
+        root: folder holding the Fashion-MNIST IDX files (raw or ``.gz``), directly or in ``raw/``,
+            ``FashionMNIST/`` or ``FashionMNIST/raw/``.
+        class_split: task id (an integer from 1) -> the classes that task sees.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_split: dict[int, list[int]],
+        validation_percentage: float = 0.1,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(FashionMNIST(root), class_split, validation_percentage, resize, repeat_channels)
+
+
+class SplitKMNIST(SplitDataset):
+    """Class-split tasks over Kuzushiji-MNIST (28x28, 10 classes).
+
+    Args:
+        root: folder holding the KMNIST IDX files (raw or ``.gz``), directly or in ``raw/``, ``KMNIST/``
+            or ``KMNIST/raw/``.
+        class_split: task id (an integer from 1) -> the classes that task sees.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_split: dict[int, list[int]],
+        validation_percentage: float = 0.1,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(KMNIST(root), class_split, validation_percentage, resize, repeat_channels)
+
+
+class SplitEMNIST(SplitDataset):
+    """Class-split tasks over EMNIST characters (28x28; classes depend on ``split``).
+
+    Args:
+        root: folder holding the ``emnist-<split>-*`` IDX files (raw or ``.gz``), directly or in
+            ``raw/``, ``EMNIST/raw/`` (or their ``gzip/``).
+        class_split: task id (an integer from 1) -> the classes that task sees.
+        split: EMNIST split: ``byclass``, ``bymerge``, ``balanced``, ``letters``, ``digits`` or ``mnist``.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_split: dict[int, list[int]],
+        split: str = "balanced",
+        validation_percentage: float = 0.1,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(EMNIST(root, split), class_split, validation_percentage, resize, repeat_channels)
+
+
+class SplitCIFAR10(SplitDataset):
+    """Class-split tasks over CIFAR-10 (3x32x32, 10 classes).
+
+    Args:
+        root: folder holding ``cifar-10-batches-py/`` (the python pickle batches), or that folder itself.
+        class_split: task id (an integer from 1) -> the classes that task sees.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_split: dict[int, list[int]],
+        validation_percentage: float = 0.1,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(CIFAR10(root), class_split, validation_percentage, resize, repeat_channels)
+
+
+class SplitCIFAR100(SplitDataset):
+    """Class-split tasks over CIFAR-100 (3x32x32, 100 fine classes).
+
+    Args:
+        root: folder holding ``cifar-100-python/`` (the python pickle files), or that folder itself.
+        class_split: task id (an integer from 1) -> the classes that task sees.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_split: dict[int, list[int]],
+        validation_percentage: float = 0.1,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(CIFAR100(root), class_split, validation_percentage, resize, repeat_channels)
+
+
+class PermutedMNIST(PermutedDataset):
+    """Permuted-pixel tasks over MNIST digits (28x28, 10 classes).
+
+    Args:
+        root: folder holding the MNIST IDX files (raw or ``.gz``), directly or in ``raw/``, ``MNIST/``
+            or ``MNIST/raw/``.
+        num_tasks: number of tasks (ids 1..num_tasks).
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        permutation_seed: seed of the tasks' pixel permutations.
+        identity_first_task: leave task 1's images unpermuted.
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_tasks: int,
+        validation_percentage: float = 0.1,
+        permutation_seed: int = 0,
+        identity_first_task: bool = False,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(
+            MNIST(root), num_tasks, validation_percentage, permutation_seed, identity_first_task,
+            resize, repeat_channels,
+        )
+
+
+class PermutedFashionMNIST(PermutedDataset):
+    """Permuted-pixel tasks over Fashion-MNIST (28x28, 10 classes).
+
+    Args:
+        root: folder holding the Fashion-MNIST IDX files (raw or ``.gz``), directly or in ``raw/``,
+            ``FashionMNIST/`` or ``FashionMNIST/raw/``.
+        num_tasks: number of tasks (ids 1..num_tasks).
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        permutation_seed: seed of the tasks' pixel permutations.
+        identity_first_task: leave task 1's images unpermuted.
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_tasks: int,
+        validation_percentage: float = 0.1,
+        permutation_seed: int = 0,
+        identity_first_task: bool = False,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(
+            FashionMNIST(root), num_tasks, validation_percentage, permutation_seed, identity_first_task,
+            resize, repeat_channels,
+        )
+
+
+class PermutedKMNIST(PermutedDataset):
+    """Permuted-pixel tasks over Kuzushiji-MNIST (28x28, 10 classes).
+
+    Args:
+        root: folder holding the KMNIST IDX files (raw or ``.gz``), directly or in ``raw/``, ``KMNIST/``
+            or ``KMNIST/raw/``.
+        num_tasks: number of tasks (ids 1..num_tasks).
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        permutation_seed: seed of the tasks' pixel permutations.
+        identity_first_task: leave task 1's images unpermuted.
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_tasks: int,
+        validation_percentage: float = 0.1,
+        permutation_seed: int = 0,
+        identity_first_task: bool = False,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(
+            KMNIST(root), num_tasks, validation_percentage, permutation_seed, identity_first_task,
+            resize, repeat_channels,
+        )
+
+
+class PermutedEMNIST(PermutedDataset):
+    """Permuted-pixel tasks over EMNIST characters (28x28; classes depend on ``split``).
+
+    Args:
+        root: folder holding the ``emnist-<split>-*`` IDX files (raw or ``.gz``), directly or in
+            ``raw/``, ``EMNIST/raw/`` (or their ``gzip/``).
+        num_tasks: number of tasks (ids 1..num_tasks).
+        split: EMNIST split: ``byclass``, ``bymerge``, ``balanced``, ``letters``, ``digits`` or ``mnist``.
+        validation_percentage: fraction of each task's training samples held out for validation, in [0, 1).
+        permutation_seed: seed of the tasks' pixel permutations.
+        identity_first_task: leave task 1's images unpermuted.
+        resize: ``[height, width]`` to resize images to (bilinear), or null to keep them.
+        repeat_channels: channel count to repeat 1-channel images to (e.g. 3), or null.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_tasks: int,
+        split: str = "balanced",
+        validation_percentage: float = 0.1,
+        permutation_seed: int = 0,
+        identity_first_task: bool = False,
+        resize: list[int] | None = None,
+        repeat_channels: int | None = None,
+    ):
+        super().__init__(
+            EMNIST(root, split), num_tasks, validation_percentage, permutation_seed, identity_first_task,
+            resize, repeat_channels,
         )
