@@ -1,0 +1,613 @@
+"""Per-task gradients of the shared parameters, by the cheapest exact path.
+
+Gradient methods need, for the tasks present in a mixed batch, the T x T Gramian
+``K = J Jᵀ`` of the per-task gradients of the shared (backbone) parameters, or the
+Jacobian ``J`` (T x P) itself, and then write one update ``Σ_t w_t g_t``. Public
+libraries pay one backward pass per task for ``J``. In a mixed batch that is not
+needed: every sample belongs to exactly one task and task t's loss reads only task
+t's rows, so one backward pass of ``Σ_t L_t`` leaves, at every layer output, task
+t's output-gradients in task t's rows. For a ``Linear`` layer with input rows
+``X`` and output-gradient rows ``Δ``:
+
+* task t's weight gradient is ``Δ_tᵀ X_t`` (its rows only) and its bias gradient
+  ``Σ_{i∈t} Δ_i``;
+* the Gramian is ``Mᵀ [(X Xᵀ + 1) ⊙ (Δ Δᵀ)] M`` with ``M`` the B x T one-hot
+  task matrix: a B x B product, no per-task gradient is ever formed;
+* the update ``Σ_t w_t g_t`` is one ordinary weight-gradient product with Δ's rows
+  scaled by their task's weight.
+
+``Conv2d`` uses the same facts through ``torch.nn.grad.conv2d_weight`` (its
+per-task gradients are formed one layer at a time, which is cheap for conv
+kernels; no full T x P Jacobian is held on the Gramian path).
+
+Paths (``TaskGradients.path``), every one exact and equal to the plain per-task
+loop to float rounding (tests/test_jacobian.py):
+
+* ``"gramian"``  fast path, Gramian only (Linear/Conv2d backbones);
+* ``"jacobian"`` fast path, per-task Jacobian (methods that need coordinates);
+* ``"batched"``  ``torch.autograd.grad(..., is_grads_batched=True)`` over the T
+  losses: the general fallback, taken when a layer couples samples (BatchNorm in
+  training mode) or holds a parameter no per-sample rule covers;
+* ``"loop"``     one ``torch.autograd.grad`` per task: the reference, and the
+  fallback when the batched backward fails.
+
+Assumption behind the fast path: the backbone's own ``forward`` code does not mix
+samples (every leaf module is checked against a list of row-wise layers, but
+arithmetic written inside a custom ``forward`` cannot be seen). A backbone that
+mixes rows outside its modules must use ``gradient_path="batched"``.
+
+Head convention: the task-specific parameters (heads) are not aggregated. Head t
+receives the gradient of its own task's loss ``∇L_t`` (times an optional per-task
+``head_weights[t]`` that loss-weighting methods pass), exactly what ``Σ_t L_t``
+would give it since head t reads only task t's rows.
+
+Every path consumes the autograd graph (no ``retain_graph`` is left behind) and
+creates its buffers on the device and in the dtype of the model's tensors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtlcli.errors import MtlcliError
+
+GradientPath = Literal["auto", "fast", "batched", "loop"]
+GRADIENT_PATHS: tuple[str, ...] = ("auto", "fast", "batched", "loop")
+
+# Leaf modules that treat every sample (row) on its own, so that task t's loss
+# still depends on task t's rows only. Parametrised ones other than Linear/Conv2d
+# are row-wise too but have no per-sample rule here: their parameters fail the
+# coverage check and send the step to the general path.
+_ROW_WISE_LEAVES: tuple[type[nn.Module], ...] = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Identity, nn.Flatten, nn.Unflatten,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Softsign, nn.Hardtanh,
+    nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Tanhshrink,
+    nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+# ---------------------------------------------------------------------------
+# the reference
+# ---------------------------------------------------------------------------
+def per_task_jacobian_loop(task_losses: Sequence[Tensor], params: Sequence[Tensor],
+                           retain_graph: bool = False) -> Tensor:
+    """The plain reference: one ``autograd.grad`` per task; returns J (T x P).
+
+    Parameters a task does not reach contribute zeros. Every other path of this
+    module must match it.
+    """
+    rows = []
+    for k, loss in enumerate(task_losses):
+        keep = retain_graph or k < len(task_losses) - 1
+        grads = torch.autograd.grad(loss, list(params), retain_graph=keep, allow_unused=True)
+        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                               for p, g in zip(params, grads)]))
+    return torch.stack(rows)
+
+
+# ---------------------------------------------------------------------------
+# what one forward records
+# ---------------------------------------------------------------------------
+@dataclass
+class _LayerCall:
+    inputs: Tensor
+    output: Tensor
+    in_version: int
+    out_version: int
+
+
+@dataclass
+class Recording:
+    """Inputs/outputs of the covered layers and the backbone output of one forward."""
+
+    task_id: Tensor
+    calls: dict[nn.Module, list[_LayerCall]] = field(default_factory=dict)
+    features: Tensor | None = None
+
+    def _layer_hook(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        x = args[0] if args else None
+        if isinstance(x, Tensor) and isinstance(output, Tensor):
+            self.calls.setdefault(module, []).append(_LayerCall(x, output, x._version, output._version))
+        else:  # keyword-only input or a non-tensor output: no rule for it
+            self.calls.setdefault(module, []).append(None)  # type: ignore[arg-type]
+
+    def _backbone_hook(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        self.features = output
+
+
+# ---------------------------------------------------------------------------
+# per-layer rules (the fast path)
+# ---------------------------------------------------------------------------
+class _Layer:
+    """One covered layer of one step: its input X, output-gradient Δ, and its rules."""
+
+    def __init__(self, module: nn.Module, x: Tensor, delta: Tensor):
+        self.module = module
+        self.x = x.detach()
+        self.delta = delta
+        self.weight = module.weight if module.weight.requires_grad else None
+        bias = getattr(module, "bias", None)
+        self.bias = bias if bias is not None and bias.requires_grad else None
+
+    @property
+    def params(self) -> list[Tensor]:
+        return [p for p in (self.weight, self.bias) if p is not None]
+
+    # Linear on (B, in) inputs takes the B x B route; everything else forms
+    # the layer's per-task gradients (one layer at a time).
+    @property
+    def sample_gramian_route(self) -> bool:
+        return isinstance(self.module, nn.Linear) and self.x.dim() == 2
+
+    def sample_gramian(self) -> Tensor:
+        """B x B matrix whose task-block sums are this layer's Gramian."""
+        x, d = _wide(self.x), _wide(self.delta)
+        kernel = d @ d.T
+        if self.weight is not None:
+            xx = x @ x.T
+            if self.bias is not None:
+                xx += 1.0
+            return kernel.mul_(xx)
+        return kernel  # bias only
+
+    def per_task(self, groups: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
+        """Per parameter, the (T, numel) per-task gradients. ``groups``: per task,
+        (its rows of X, its rows of Δ)."""
+        out = []
+        if self.weight is not None:
+            out.append(torch.stack([self._weight_grad(x, d).reshape(-1) for x, d in groups]))
+        if self.bias is not None:
+            out.append(torch.stack([self._bias_grad(d) for _, d in groups]))
+        return out
+
+    def weighted_grads(self, row_weights: Tensor) -> list[Tensor]:
+        """This layer's ``Σ_t w_t g_t`` for each parameter: Δ rows scaled by their task's weight."""
+        shape = (-1,) + (1,) * (self.delta.dim() - 1)
+        d = self.delta * row_weights.reshape(shape).to(self.delta.dtype)
+        out = []
+        if self.weight is not None:
+            out.append(self._weight_grad(self.x, d))
+        if self.bias is not None:
+            out.append(self._bias_grad(d))
+        return out
+
+    def _weight_grad(self, x: Tensor, d: Tensor) -> Tensor:
+        m = self.module
+        if isinstance(m, nn.Linear):
+            return d.reshape(-1, d.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        return torch.nn.grad.conv2d_weight(x, m.weight.shape, d, m.stride, m.padding, m.dilation, m.groups)
+
+    def _bias_grad(self, d: Tensor) -> Tensor:
+        if isinstance(self.module, nn.Linear):
+            return d.reshape(-1, d.shape[-1]).sum(0)
+        return d.sum((0, 2, 3))
+
+
+def _wide(t: Tensor) -> Tensor:
+    """Gramian arithmetic in at least float32 (half-precision products lose the small entries)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _covered(module: nn.Module) -> bool:
+    """A layer with a per-sample rule: Linear, or a zero-padded Conv2d with numeric padding."""
+    if isinstance(module, nn.Linear):
+        return True
+    return (isinstance(module, nn.Conv2d) and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))
+
+
+# ---------------------------------------------------------------------------
+# the result of one step
+# ---------------------------------------------------------------------------
+class TaskGradients:
+    """Per-task gradients of one step, for the tasks present (in ``task_ids`` order).
+
+    Attributes:
+        task_ids: the tasks present, in the order of the rows of ``gramian``.
+        path: which path computed them (``gramian``/``jacobian``/``batched``/``loop``).
+        reason: why the general path was taken (None on the fast path).
+        gramian: T x T Gramian of the shared parameters (or of ``gramian_params``).
+        jacobian: T x P per-task gradients of the shared parameters in
+            ``shared_parameters()`` order, or None on the Gramian path.
+
+    Apply exactly one update (``apply_weights`` or ``apply_direction``); it writes
+    (accumulates into) ``.grad`` of the shared parameters and of the heads.
+    """
+
+    def __init__(self, task_ids: list[int], path: str, reason: str | None, params: list[Tensor],
+                 gramian: Tensor, jacobian: Tensor | None, used: list[bool],
+                 head_params: list[list[Tensor]], head_grads: list[list[Tensor | None]],
+                 layers: list[_Layer] | None = None, rows: Tensor | None = None):
+        self.task_ids = task_ids
+        self.path = path
+        self.reason = reason
+        self.params = params
+        self.gramian = gramian
+        self.jacobian = jacobian
+        self._used = used
+        self._head_params = head_params
+        self._head_grads = head_grads
+        self._layers = layers
+        self._rows = rows
+
+    def __repr__(self) -> str:
+        return f"TaskGradients(task_ids={self.task_ids}, path={self.path!r})"
+
+    # -- checks --------------------------------------------------------------
+    def nonfinite_task(self) -> int | None:
+        """The first task whose gradient (shared or head) holds NaN/inf, else None."""
+        bad = torch.zeros(len(self.task_ids), dtype=torch.bool, device=self.gramian.device)
+        if self.jacobian is not None:
+            bad |= ~torch.isfinite(self.jacobian).all(1)
+        elif self._layers:
+            bad_rows = torch.zeros(self._rows.shape[0], dtype=torch.bool, device=self._rows.device)
+            for layer in self._layers:
+                bad_rows |= ~(torch.isfinite(layer.delta.flatten(1)).all(1) & torch.isfinite(layer.x.flatten(1)).all(1))
+            counts = torch.zeros(len(self.task_ids), device=self._rows.device).index_add_(0, self._rows, bad_rows.float())
+            bad |= counts.to(bad.device) > 0
+        for k, grads in enumerate(self._head_grads):
+            for g in grads:
+                if g is not None and not bool(torch.isfinite(g).all()):
+                    bad[k] = True
+        if not bool(bad.any()):  # finite factors whose products overflow (the Gramian mixes tasks otherwise)
+            bad |= ~torch.isfinite(torch.diagonal(self.gramian))
+        hits = bad.nonzero()
+        return self.task_ids[int(hits[0])] if hits.numel() else None
+
+    # -- updates -------------------------------------------------------------
+    def apply_weights(self, weights: Tensor, head_weights: Tensor | None = None) -> None:
+        """Write ``Σ_t weights[t] g_t`` into the shared parameters' ``.grad``."""
+        weights = weights.detach().to(device=self.gramian.device, dtype=self.gramian.dtype)
+        if self._layers is not None and self.jacobian is None:
+            row_weights = weights[self._rows]
+            for layer in self._layers:
+                for p, g in zip(layer.params, layer.weighted_grads(row_weights)):
+                    _accumulate(p, g)
+        else:
+            self._write_direction(weights @ self.jacobian)
+        self._write_heads(head_weights)
+        self._release()
+
+    def apply_direction(self, direction: Tensor, head_weights: Tensor | None = None) -> None:
+        """Write ``direction`` (P,) into the shared parameters' ``.grad``."""
+        self._write_direction(direction.detach())
+        self._write_heads(head_weights)
+        self._release()
+
+    def _write_direction(self, direction: Tensor) -> None:
+        offset = 0
+        for p, used in zip(self.params, self._used):
+            n = p.numel()
+            if used:  # a parameter no task reached keeps its .grad, as after loss.backward()
+                _accumulate(p, direction[offset:offset + n].view_as(p).to(p.dtype))
+            offset += n
+
+    def _write_heads(self, head_weights: Tensor | None) -> None:
+        for k, (params, grads) in enumerate(zip(self._head_params, self._head_grads)):
+            scale = None if head_weights is None else head_weights[k].detach()
+            for p, g in zip(params, grads):
+                if g is not None:
+                    _accumulate(p, g if scale is None else g * scale.to(g.dtype))
+
+    def _release(self) -> None:
+        self._layers = None
+        self._head_grads = [[] for _ in self._head_grads]
+        self.jacobian = None
+
+
+def _accumulate(p: Tensor, g: Tensor) -> None:
+    """Add ``g`` to ``p.grad`` as ``loss.backward()`` would (a fresh tensor when it is None)."""
+    g = g.detach()
+    if p.grad is None:
+        # never hand the optimizer a view into a larger buffer (the Jacobian, a batched result)
+        p.grad = g.clone() if g._base is not None or not g.is_contiguous() else g
+    else:
+        p.grad.add_(g)
+
+
+# ---------------------------------------------------------------------------
+# the engine
+# ---------------------------------------------------------------------------
+class TaskGradientEngine:
+    """Computes per-task gradients of ``backbone``'s parameters for one mixed batch.
+
+    Use it in two places: wrap the backbone's forward in :meth:`recording` (it
+    hooks the covered layers for that call only), then call :meth:`compute` with
+    the per-task losses of that forward.
+
+    Args:
+        backbone: the shared module; its parameters with ``requires_grad`` are the shared parameters.
+        heads: the per-task heads (``heads.head(task_id)`` gives task t's module).
+        path: ``auto`` (fast path when the checks pass, else batched, else loop),
+            ``fast`` (the fast path or an error saying why it is not exact here),
+            ``batched`` or ``loop`` (force the general path, e.g. for a backbone whose
+            forward mixes samples outside its modules).
+    """
+
+    def __init__(self, backbone: nn.Module, heads: nn.Module, path: GradientPath = "auto"):
+        if path not in GRADIENT_PATHS:
+            raise ValueError(f"gradient path must be one of {GRADIENT_PATHS}, got {path!r}")
+        self.backbone = backbone
+        self.heads = heads
+        self.path = path
+        self._recording: Recording | None = None
+        self._batched_works: bool | None = None  # learnt on first use; avoids retaining graphs after
+
+    # -- forward side --------------------------------------------------------
+    @contextmanager
+    def recording(self, task_id: Tensor) -> Iterator[Recording | None]:
+        """Record what the fast path needs during the backbone's forward (only when
+        autograd is on: evaluation under ``no_grad`` records nothing)."""
+        self._recording = None
+        if not torch.is_grad_enabled():
+            yield None
+            return
+        rec = Recording(task_id)
+        handles = [self.backbone.register_forward_hook(rec._backbone_hook)]
+        if self.path in ("auto", "fast"):
+            for m in self.backbone.modules():
+                if _covered(m) and any(p.requires_grad for p in m.parameters(recurse=False)):
+                    handles.append(m.register_forward_hook(rec._layer_hook))
+        try:
+            yield rec
+        finally:
+            for h in handles:
+                h.remove()
+        self._recording = rec
+
+    def take_recording(self) -> Recording | None:
+        """Hand over (and forget) the last forward's recording."""
+        rec, self._recording = self._recording, None
+        return rec
+
+    # -- backward side -------------------------------------------------------
+    def compute(self, task_losses: dict[int, Tensor], need: Literal["gramian", "jacobian"] = "gramian",
+                gramian_params: Sequence[Tensor] | None = None) -> TaskGradients:
+        """Per-task gradients of the tasks in ``task_losses`` (consumes the graph).
+
+        Args:
+            task_losses: task id -> that task's loss, for the tasks present.
+            need: ``gramian`` (T x T only, when the fast path allows) or ``jacobian`` (T x P).
+            gramian_params: restrict the Gramian to these shared parameters (e.g. the last
+                shared layer for GradNorm); the update still covers every shared parameter.
+        """
+        if need not in ("gramian", "jacobian"):
+            raise ValueError(f"need must be 'gramian' or 'jacobian', got {need!r}")
+        rec = self.take_recording()
+        task_ids = list(task_losses)
+        losses = [task_losses[t] for t in task_ids]
+        params = [p for p in self.backbone.parameters() if p.requires_grad]
+        head_params = [[p for p in self.heads.head(t).parameters() if p.requires_grad] for t in task_ids]
+        subset = None if gramian_params is None else {id(p) for p in gramian_params}
+
+        reason = self._fast_path_blocker(rec, task_ids, params) if self.path in ("auto", "fast") else f"path={self.path!r} requested"
+        if reason is not None and self.path == "fast":
+            raise MtlcliError(f"gradient_path='fast' is not exact for this backbone: {reason} (use 'auto')")
+        if reason is None:
+            return self._fast(rec, task_ids, losses, params, head_params, need, subset)
+        return self._general(task_ids, losses, params, head_params, subset, reason)
+
+    def _fast_path_blocker(self, rec: Recording | None, task_ids: list[int], params: list[Tensor]) -> str | None:
+        """Why the fast path would not be exact for this step (None when it is)."""
+        if rec is None:
+            return "no recorded forward (call the backbone inside engine.recording())"
+        for m in self.backbone.modules():
+            if isinstance(m, _BATCH_NORMS) and (m.training or m.running_mean is None):
+                return f"{type(m).__name__} uses batch statistics (couples samples)"
+            if next(m.children(), None) is None and not isinstance(m, _ROW_WISE_LEAVES + _BATCH_NORMS):
+                return f"layer type {type(m).__name__} is not known to be row-wise"
+        covered: set[int] = set()
+        batch = rec.task_id.shape[0]
+        for m, calls in rec.calls.items():
+            if len(calls) != 1 or calls[0] is None:
+                return f"{type(m).__name__} is called {len(calls)} times in one forward" if len(calls) != 1 \
+                    else f"{type(m).__name__} has no tensor input"
+            c = calls[0]
+            if c.inputs.shape[0] != batch or c.output.shape[0] != batch:
+                return f"{type(m).__name__} does not keep the batch as its first dimension"
+            if c.inputs._version != c.in_version or c.output._version != c.out_version:
+                return f"{type(m).__name__}'s input or output was modified in place"
+            covered.update(id(p) for p in m.parameters(recurse=False))
+        for m in self.backbone.modules():  # a covered layer that did not run has zero gradient: fine
+            if _covered(m) and m not in rec.calls:
+                covered.update(id(p) for p in m.parameters(recurse=False))
+        for name, p in self.backbone.named_parameters():
+            if p.requires_grad and id(p) not in covered:
+                return f"parameter {name!r} has no per-sample rule"
+        present = set(torch.unique(rec.task_id).tolist())
+        if present != set(task_ids):
+            return "the losses do not match the recorded batch's tasks"
+        return None
+
+    # -- fast path -------------------------------------------------------------
+    def _fast(self, rec: Recording, task_ids: list[int], losses: list[Tensor], params: list[Tensor],
+              head_params: list[list[Tensor]], need: str, subset: set[int] | None) -> TaskGradients:
+        ran = [(m, calls[0]) for m, calls in rec.calls.items() if calls[0].output.requires_grad]
+        flat_heads = [p for ps in head_params for p in ps]
+        grads = torch.autograd.grad(torch.stack(losses).sum(), [c.output for _, c in ran] + flat_heads,
+                                    allow_unused=True)
+        layers = [_Layer(m, c.inputs, torch.zeros_like(c.output) if g is None else g)
+                  for (m, c), g in zip(ran, grads[:len(ran)])]
+        head_grads = _unflatten(grads[len(ran):], head_params)
+
+        rows = _row_positions(rec.task_id, task_ids)
+        ref = next((l.delta for l in layers), losses[0])
+        dtype = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
+        T = len(task_ids)
+
+        per_param: dict[int, Tensor] = {}
+        needs_groups = need == "jacobian" or any(not l.sample_gramian_route for l in layers)
+        groups_of = _task_groups(rows, T) if needs_groups else None
+        gramian = torch.zeros(T, T, dtype=dtype, device=ref.device)
+        sample_kernel = None
+        for layer in layers:
+            in_gram = subset is None or any(id(p) in subset for p in layer.params)
+            if need == "gramian" and layer.sample_gramian_route:
+                if in_gram:
+                    k = layer.sample_gramian()
+                    sample_kernel = k if sample_kernel is None else sample_kernel.add_(k)
+                continue
+            jac = layer.per_task(groups_of(layer))
+            for p, j in zip(layer.params, jac):
+                if need == "jacobian":
+                    per_param[id(p)] = j
+                if subset is None or id(p) in subset:
+                    jw = _wide(j)
+                    gramian += jw @ jw.T
+        if sample_kernel is not None:
+            onehot = torch.nn.functional.one_hot(rows, T).to(sample_kernel.dtype)
+            gramian += (onehot.T @ sample_kernel @ onehot).to(dtype)
+
+        jacobian = None
+        used = [True] * len(params)
+        if need == "jacobian":
+            cols, used = [], []
+            for p in params:
+                j = per_param.get(id(p))
+                used.append(j is not None)
+                cols.append(torch.zeros(T, p.numel(), dtype=p.dtype, device=p.device) if j is None else j)
+            jacobian = torch.cat(cols, 1)
+        return TaskGradients(task_ids, "jacobian" if need == "jacobian" else "gramian", None, params,
+                             gramian, jacobian, used, head_params, head_grads, layers=layers, rows=rows)
+
+    # -- general path ----------------------------------------------------------
+    def _general(self, task_ids: list[int], losses: list[Tensor], params: list[Tensor],
+                 head_params: list[list[Tensor]], subset: set[int] | None, reason: str) -> TaskGradients:
+        T = len(task_ids)
+        flat_heads = [p for ps in head_params for p in ps]
+        inputs = params + flat_heads
+        shared_grads = head_flat = None
+        path = "loop"
+        if self.path != "loop" and self._batched_works is not False:
+            try:
+                stacked = torch.stack(losses)
+                eye = torch.eye(T, dtype=stacked.dtype, device=stacked.device)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*performance drop.*")
+                    res = torch.autograd.grad(stacked, inputs, grad_outputs=eye, is_grads_batched=True,
+                                              retain_graph=self._batched_works is None, allow_unused=True)
+                self._batched_works = True
+                path = "batched"
+                shared_grads = list(res[:len(params)])
+                # head k's gradient is row k of its batched result
+                head_flat, i = [], len(params)
+                for k, ps in enumerate(head_params):
+                    for _ in ps:
+                        head_flat.append(None if res[i] is None else res[i][k])
+                        i += 1
+            except RuntimeError:
+                self._batched_works = False
+        if shared_grads is None:
+            per_task: list[tuple[Tensor | None, ...]] = []
+            head_flat = []
+            for k, loss in enumerate(losses):
+                g = torch.autograd.grad(loss, params + head_params[k], retain_graph=k < T - 1, allow_unused=True)
+                per_task.append(g[:len(params)])
+                head_flat.extend(g[len(params):])
+            shared_grads = []
+            for i, p in enumerate(params):
+                column = [row[i] for row in per_task]
+                shared_grads.append(None if all(g is None for g in column) else
+                                    torch.stack([torch.zeros_like(p) if g is None else g for g in column]))
+        used = [g is not None for g in shared_grads]
+        jacobian = torch.cat([(torch.zeros(T, p.numel(), dtype=p.dtype, device=p.device) if g is None
+                               else g.reshape(T, -1)) for p, g in zip(params, shared_grads)], 1)
+        if subset is None:
+            jw = _wide(jacobian)
+        else:
+            mask = torch.cat([torch.full((p.numel(),), id(p) in subset, dtype=torch.bool, device=jacobian.device)
+                              for p in params])
+            jw = _wide(jacobian[:, mask])
+        gramian = jw @ jw.T
+        head_grads = _unflatten(head_flat, head_params)
+        return TaskGradients(task_ids, path, reason, params, gramian, jacobian, used, head_params, head_grads)
+
+    # -- representation --------------------------------------------------------
+    def representation_gradients(self, task_losses: dict[int, Tensor]) -> "RepresentationGradients":
+        """Per-task gradients w.r.t. the backbone output Z (for MGDA-UB): needs the recorded forward."""
+        rec = self.take_recording()
+        if rec is None or rec.features is None:
+            raise RuntimeError("representation gradients need the backbone's forward inside engine.recording()")
+        task_ids = list(task_losses)
+        head_params = [[p for p in self.heads.head(t).parameters() if p.requires_grad] for t in task_ids]
+        flat_heads = [p for ps in head_params for p in ps]
+        z = rec.features
+        grads = torch.autograd.grad(torch.stack([task_losses[t] for t in task_ids]).sum(), [z] + flat_heads,
+                                    retain_graph=True, allow_unused=True)
+        z_grad = torch.zeros_like(z) if grads[0] is None else grads[0]
+        rows = _row_positions(rec.task_id, task_ids)
+        return RepresentationGradients(task_ids, z, z_grad, rows, head_params, _unflatten(grads[1:], head_params))
+
+
+class RepresentationGradients:
+    """Per-task gradients w.r.t. the shared representation Z (B x D) of one step.
+
+    In a mixed batch task t's gradient w.r.t. Z is non-zero only in task t's rows,
+    so the tasks' representation gradients have disjoint supports and their
+    Gramian is diagonal: ``K_tt = ||∇_Z L_t||²``, ``K_st = 0``.
+    """
+
+    def __init__(self, task_ids, z, z_grad, rows, head_params, head_grads):
+        self.task_ids = task_ids
+        self._z = z
+        self._z_grad = z_grad
+        self._rows = rows
+        self._head_params = head_params
+        self._head_grads = head_grads
+        sq = z_grad.detach().reshape(z_grad.shape[0], -1).pow(2).sum(1)
+        norms2 = torch.zeros(len(task_ids), dtype=sq.dtype, device=sq.device)
+        norms2.index_add_(0, rows.clamp_min(0), sq * (rows >= 0))
+        self.gramian = torch.diag(norms2)
+
+    def apply_weights(self, weights: Tensor, head_weights: Tensor | None = None) -> None:
+        """Backpropagate ``Σ_t w_t ∇_Z L_t`` into the backbone (frees the graph)."""
+        row_w = torch.where(self._rows >= 0, weights.detach().to(self._z_grad.dtype)[self._rows.clamp_min(0)],
+                            torch.zeros((), dtype=self._z_grad.dtype, device=self._z_grad.device))
+        shape = (-1,) + (1,) * (self._z_grad.dim() - 1)
+        torch.autograd.backward(self._z, grad_tensors=self._z_grad * row_w.reshape(shape))
+        for k, (ps, gs) in enumerate(zip(self._head_params, self._head_grads)):
+            for p, g in zip(ps, gs):
+                if g is not None:
+                    _accumulate(p, g if head_weights is None else g * head_weights[k].detach().to(g.dtype))
+        self._z = self._z_grad = None
+
+
+def _row_positions(task_id: Tensor, task_ids: list[int]) -> Tensor:
+    """Per batch row, the position of its task in ``task_ids`` (-1 for a task not listed)."""
+    task_id = task_id.long()
+    size = max(max(task_ids), int(task_id.max())) + 1
+    lookup = torch.full((size,), -1, dtype=torch.long, device=task_id.device)
+    lookup[torch.tensor(task_ids, device=task_id.device)] = torch.arange(len(task_ids), device=task_id.device)
+    return lookup[task_id]
+
+
+def _unflatten(flat: Sequence[Tensor | None], shapes: list[list[Tensor]]) -> list[list[Tensor | None]]:
+    out, i = [], 0
+    for ps in shapes:
+        out.append(list(flat[i:i + len(ps)]))
+        i += len(ps)
+    return out
+
+
+def _task_groups(rows: Tensor, T: int):
+    """Per task k, its rows of a layer's (X, Δ): one sort, then contiguous slices."""
+    order = torch.argsort(rows, stable=True)
+    counts = torch.bincount(rows, minlength=T).tolist()
+
+    def groups(layer: _Layer) -> list[tuple[Tensor, Tensor]]:
+        xs = layer.x.index_select(0, order).split(counts)
+        ds = layer.delta.index_select(0, order).split(counts)
+        return list(zip(xs, ds))
+
+    return groups
