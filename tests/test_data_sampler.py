@@ -103,3 +103,11 @@ def test_rank_arguments_are_checked():
         MixedBatchSampler(10, 2, seed=0, rank=2, world_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         MixedBatchSampler(10, 0, seed=0)
+
+
+def test_index_tensors_live_on_the_requested_device_with_the_same_order():
+    on_cpu = MixedBatchSampler(20, 6, seed=2)
+    elsewhere = MixedBatchSampler(20, 6, seed=2, device="meta")  # a device that is always present
+    batches = list(elsewhere.batches(1))
+    assert all(b.device.type == "meta" for b in batches)
+    assert [len(b) for b in batches] == [len(b) for b in on_cpu.batches(1)]
