@@ -248,6 +248,16 @@ def test_famo_logit_update_equals_adam_on_the_softmax_vjp():
     assert int(torch.argmin(alg.logits)) == 2
 
 
+def test_famo_logit_update_uses_only_tasks_seen_before_and_after():
+    alg = make(FAMO, w_lr=0.1, gamma=0.0)
+    alg.update_logits({1: torch.tensor(1.0), 2: torch.tensor(1.0), 3: torch.tensor(1.0)},
+                      {1: torch.tensor(0.5), 3: torch.tensor(0.9)})
+    assert alg.logits[1].item() == 0.0  # task 2 was not re-evaluated: no gradient
+    # Over {1, 3} alone: z = (1/2, 1/2), grad = z * (delta - z.delta), Adam's first step moves by lr * sign.
+    assert alg.logits[0].item() == pytest.approx(-0.1, rel=1e-4)
+    assert alg.logits[2].item() == pytest.approx(0.1, rel=1e-4)
+
+
 def test_famo_training_step_reevaluates_the_previous_batch_after_the_optimizer_step():
     alg = make(FAMO, w_lr=0.1)
     opt = torch.optim.SGD(alg.parameters(), lr=0.5)

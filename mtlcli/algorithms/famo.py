@@ -34,7 +34,9 @@ class FAMO(LossWeighting):
     ``xi <- Adam(xi; grad = J_softmax(xi)^T delta + gamma xi, lr = w_lr)``, so a
     task whose log-loss fell more loses weight. Output scale: a convex combination
     (the ``w_t`` of the present tasks sum to 1). Tasks present in only one of the
-    two evaluations get a zero gradient that step. The logits and the Adam moments
+    two evaluations get a zero gradient that step. The re-evaluation runs in the
+    module's training mode, as in the reference code (BatchNorm running statistics
+    see that batch twice). The logits and the Adam moments
     are part of the checkpoint; the one pending logits update of the last step
     before a checkpoint is not.
 
