@@ -71,3 +71,15 @@ def test_shipped_config_loads_data_at_its_roots(name, tmp_path, monkeypatch):
     assert sorted(mixed.task_id.unique().tolist()) == dataset.task_ids
     for t in dataset.task_ids:
         assert int(mixed.y[mixed.task_id == t].max()) < dataset.num_classes[t]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_shipped_config_builds_with_hydra_containers(name, tmp_path, monkeypatch):
+    """Hydra hands nested values over as DictConfig/ListConfig, not dict/list."""
+    hydra_utils = pytest.importorskip("hydra.utils")
+    omegaconf = pytest.importorskip("omegaconf")
+    monkeypatch.chdir(tmp_path)
+    config = omegaconf.OmegaConf.create(YAML(typ="safe").load((CONFIG_DIR / name).read_text()))
+    dataset = hydra_utils.instantiate(config)
+    task_ids, num_classes, input_shape = EXPECTED[name]
+    assert (dataset.task_ids, dataset.num_classes, dataset.input_shape) == (task_ids, num_classes, input_shape)

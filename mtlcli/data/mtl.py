@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from mtlcli.data.base import MTLDataset, TaskDataset
@@ -92,9 +94,10 @@ class CombinedMTLDataset(MTLDataset):
         batch_size: int = 64,
     ):
         super().__init__(sampling_strategy, batch_size)
-        if isinstance(datasets, dict):
+        # Mapping/Sequence rather than dict/list: composed configs may hand over their own containers.
+        if isinstance(datasets, Mapping):
             sources = dict(datasets)
-        elif isinstance(datasets, (list, tuple)):
+        elif isinstance(datasets, Sequence) and not isinstance(datasets, (str, bytes)):
             sources = {t: s for t, s in enumerate(datasets, start=1)}
         else:
             raise ConfigError(f"datasets must map task ids to image sources (or list them), got {datasets!r}")
