@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from datetime import date, datetime
 from pathlib import Path
@@ -51,9 +52,20 @@ _Constructor.add_constructor(
 )
 
 
+class _Resolver(VersionedResolver):
+    """YAML 1.1 as PyYAML (hence OmegaConf) reads it: ``y``/``n`` stay strings, unlike ruamel's 1.1."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        if kind is ScalarNode and value in ("y", "Y", "n", "N"):
+            return self.DEFAULT_SCALAR_TAG
+        return tag
+
+
 def _reader() -> YAML:
     yaml = YAML(typ="rt")
     yaml.version = (1, 1)
+    yaml.Resolver = _Resolver
     yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = False
     return yaml
@@ -229,18 +241,18 @@ class _Representer(RoundTripRepresenter):
 
 _Representer.add_representer(type(None), _Representer.represent_none)
 _Representer.add_representer(str, _Representer.represent_str)
-_YAML11 = VersionedResolver(version=(1, 1))
+_YAML11 = _Resolver(version=(1, 1))
 
 
 def dump_yaml(data: Any) -> str:
     """YAML text for plain data; loading it back (with :func:`load_yaml_text`) gives equal data.
 
-    Leaf lists and mappings are written inline (``class_split: {1: [0, 1]}``) as a
-    person would write them.
+    Mappings are written as indented blocks and lists of scalars inline
+    (``hidden_dims: [256, 100]``), as a person would write them.
     """
     yaml = YAML(typ="rt")
     yaml.Representer = _Representer
-    yaml.default_flow_style = None
+    yaml.default_flow_style = False
     yaml.width = 4096  # long strings stay on one line
     yaml.indent(mapping=2, sequence=4, offset=2)
     stream = io.StringIO()
@@ -249,11 +261,25 @@ def dump_yaml(data: Any) -> str:
 
 
 def _for_dump(data: Any) -> Any:
+    # Mappings as indented blocks, lists of scalars inline: how a person writes configs.
     if isinstance(data, dict):
-        return {key: _for_dump(value) for key, value in data.items()}
+        mapping = CommentedMap((key, _for_dump(value)) for key, value in data.items())
+        mapping.fa.set_block_style()
+        return mapping
     if isinstance(data, (list, tuple)):
-        return [_for_dump(item) for item in data]
+        sequence = CommentedSeq(_for_dump(item) for item in data)
+        if all(_is_simple_scalar(item) for item in data):
+            sequence.fa.set_flow_style()
+        else:  # the emitter's quoting in flow style misses cases such as '?x'
+            sequence.fa.set_block_style()
+        return sequence
     return data
+
+
+def _is_simple_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return re.fullmatch(r"[\w][\w.\-/]*", value) is not None
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool) -> None:
