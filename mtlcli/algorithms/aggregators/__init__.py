@@ -1,0 +1,26 @@
+"""Gradient aggregators: pure functions from the per-task gradient matrix G (or
+its Gramian G Gᵀ) to one update direction. One private module per method."""
+
+from mtlcli.algorithms.aggregators._base import (
+    Aggregator,
+    NonFiniteGradientError,
+    SolverError,
+    UndefinedAggregationError,
+)
+from mtlcli.algorithms.aggregators._dualproj import DualProj
+from mtlcli.algorithms.aggregators._mean import Mean
+from mtlcli.algorithms.aggregators._mgda import MGDA
+from mtlcli.algorithms.aggregators._sum import Sum
+from mtlcli.algorithms.aggregators._upgrad import UPGrad
+
+__all__ = [
+    "Aggregator",
+    "NonFiniteGradientError",
+    "SolverError",
+    "UndefinedAggregationError",
+    "Mean",
+    "Sum",
+    "MGDA",
+    "UPGrad",
+    "DualProj",
+]

@@ -1,0 +1,237 @@
+"""Exact solvers for the small T x T problems behind the aggregators.
+
+Everything here works on float64 numpy arrays and knows the task gradients only
+through their Gramian ``K = G Gᵀ``. Every solver either reaches its optimality
+conditions or raises :class:`SolverError`; none returns a "best effort".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mtlcli.algorithms.aggregators._base import SolverError
+
+EPS64 = float(np.finfo(np.float64).eps)
+# A face whose (bordered) system has a relative smallest singular value below
+# this is singular at float64 level: the entering column depends on the others.
+_DEPENDENT = 1e-13
+
+
+def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+    """Minimise ``0.5 xᵀQx + cᵀx`` over ``x >= 0`` (and ``rᵀx = 1`` when ``r`` is
+    given, with ``r > 0``), for a positive semi-definite ``Q``.
+
+    A primal active-set method in the style of Lawson-Hanson: finite, exact up to
+    rounding, and happy with a singular ``Q`` (variables whose columns depend on
+    the passive ones never enter, so the answer is a vertex of the optimal set).
+    Variables are scaled so that ``Q`` has a unit diagonal first, which makes the
+    tolerances blind to the gradients' scale: a task gradient 10⁶ times smaller
+    than another keeps all its digits. Variables with ``Q_jj = 0`` (zero
+    gradients) stay at 0; without an equality constraint they cannot lower the
+    objective, since ``c`` is in the range of ``Q`` in every use here.
+    """
+    n = len(c)
+    x = np.zeros(n)
+    live = np.flatnonzero(np.diag(Q) > 0)
+    if r is not None and live.size < n:
+        raise ValueError("active_set_qp with an equality constraint needs a positive diagonal")
+    if live.size == 0:
+        return x
+    scale = 1.0 / np.sqrt(Q[live, live])
+    Qs = Q[np.ix_(live, live)] * scale[:, None] * scale[None, :]
+    cs = c[live] * scale
+    if r is None:
+        x[live] = _active_set(Qs, cs, None) * scale
+    else:
+        rs = r[live] * scale
+        top = float(rs.max())
+        # rᵀx = 1  <=>  (rs/top)ᵀ(top·y) = 1 with y the scaled variables.
+        x[live] = _active_set(Qs, cs / top, rs / top) * scale / top
+    return x
+
+
+def _solve_face(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimiser on the face ``{x_i = 0 for i not in P}`` (and ``rᵀx = 1``), with its multiplier."""
+    QP = Q[np.ix_(P, P)]
+    if r is None:
+        return np.linalg.solve(QP, -c[P]), 0.0
+    p = P.size
+    bordered = np.zeros((p + 1, p + 1))
+    bordered[:p, :p] = QP
+    bordered[:p, p] = r[P]
+    bordered[p, :p] = r[P]
+    solution = np.linalg.solve(bordered, np.concatenate([-c[P], [1.0]]))
+    return solution[:p], float(solution[p])
+
+
+def _face_is_singular(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> bool:
+    QP = Q[np.ix_(P, P)]
+    if r is not None:
+        p = P.size
+        B = np.zeros((p + 1, p + 1))
+        B[:p, :p] = QP
+        B[:p, p] = r[P]
+        B[p, :p] = r[P]
+        QP = B
+    s = np.linalg.svd(QP, compute_uv=False)
+    return not s[-1] > _DEPENDENT * s[0]
+
+
+def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None) -> np.ndarray:
+    n = len(c)
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    nu = 0.0  # multiplier of rᵀx = 1
+    if r is not None:
+        # Feasible start: the best vertex of the scaled simplex.
+        vertex_values = 0.5 * np.diag(Q) / r**2 + c / r
+        k = int(np.argmin(vertex_values))
+        x[k] = 1.0 / r[k]
+        passive[k] = True
+        nu = -(Q[k, k] * x[k] + c[k]) / r[k]
+    skip = np.zeros(n, dtype=bool)  # candidates that cannot enter at the current x
+    for _ in range(30 * (n + 1)):
+        gain = -(Q @ x + c)  # minus the gradient: how much each variable wants to grow
+        noise = np.abs(Q) @ np.abs(x) + np.abs(c)
+        if r is not None:
+            gain -= nu * r
+            noise += abs(nu) * r
+        candidates = ~passive & ~skip & (gain > 1e3 * n * EPS64 * noise)
+        if not candidates.any():
+            return x
+        j = int(np.argmax(np.where(candidates, gain, -np.inf)))
+        passive[j] = True
+        if _face_is_singular(Q, r, np.flatnonzero(passive)):
+            passive[j] = False
+            skip[j] = True
+            continue
+        entering = True
+        while True:
+            P = np.flatnonzero(passive)
+            z = np.zeros(n)
+            z[P], face_nu = _solve_face(Q, c, r, P)
+            if (z[P] > 0).all():
+                x, nu = z, face_nu
+                skip[:] = False
+                break
+            if entering and z[j] <= 0:
+                # Rounding made the entering variable's step non-positive: its gain
+                # was noise. Keep x and try another candidate.
+                passive[j] = False
+                skip[j] = True
+                break
+            entering = False
+            blocking = passive & (z <= 0)
+            ratios = x[blocking] / (x[blocking] - z[blocking])
+            alpha = float(ratios.min())
+            x = x + alpha * (z - x)
+            leave = np.flatnonzero(blocking)[int(np.argmin(ratios))]
+            passive[leave] = False
+            passive &= x > 0
+            x[~passive] = 0.0
+    raise SolverError("active-set QP did not converge (iteration limit)")
+
+
+def min_norm_weights(K: np.ndarray) -> np.ndarray:
+    """``argmin_{w in simplex} wᵀKw``: the convex combination of the rows with the
+    smallest norm (MGDA's problem).
+
+    Zero rows: the minimum is 0, reached by any weighting of them; the uniform
+    one over the zero rows is returned (permutation-equivariant).
+    """
+    T = len(K)
+    zero = np.diag(K) <= 0
+    if zero.any():
+        return zero / zero.sum()
+    return active_set_qp(K, np.zeros(T), np.ones(T))
+
+
+def lower_bounded_qp(K: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """``argmin_v vᵀKv subject to v >= lower`` (elementwise).
+
+    With ``v = lower + x`` this is a non-negative QP in ``x``; ``Gᵀv`` is the
+    projection of ``Gᵀlower`` onto the dual cone ``{u : G u >= 0}``. When K is
+    singular the minimiser ``v`` is not unique, but ``Gᵀv`` is.
+    """
+    return lower + active_set_qp(K, K @ lower)
+
+
+def project_onto_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto ``{w >= 0, sum w = 1}`` (sort-based, exact)."""
+    u = np.sort(v)[::-1]
+    cumulative = np.cumsum(u) - 1.0
+    index = np.arange(1, len(v) + 1)
+    k = np.flatnonzero(u - cumulative / index > 0)[-1]
+    theta = cumulative[k] / (k + 1)
+    return np.maximum(v - theta, 0.0)
+
+
+def correlation(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row norms ``n`` and the cosine matrix ``C = N⁻¹ K N⁻¹`` (rows with n = 0 left 0)."""
+    n = np.sqrt(np.maximum(np.diag(K), 0.0))
+    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
+    C = K * inv[:, None] * inv[None, :]
+    np.fill_diagonal(C, (n > 0).astype(float))
+    return n, C
+
+
+def zero_in_hull(K: np.ndarray, noise: float) -> bool:
+    """Whether 0 lies in the convex hull of the rows (some non-zero ``β >= 0`` has
+    ``Gᵀβ = 0``): a zero row, or a min-norm point of the *unit* rows below the
+    noise floor. Unit rows make the test blind to norm disparities, which do not
+    change the answer."""
+    n, C = correlation(K)
+    if (n == 0).any():
+        return True
+    w = min_norm_weights(C)
+    return float(w @ C @ w) <= noise
+
+
+def damped_newton(
+    C: np.ndarray,
+    psi: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    y0: np.ndarray,
+    max_iter: int = 200,
+) -> np.ndarray:
+    """Minimise ``f(y) = 0.5 yᵀCy - Σ ψ_i(y_i)`` over ``y > 0`` (f strictly convex).
+
+    ``psi(y)`` returns ``(ψ(y), ψ'(y), ψ''(y))`` elementwise with ``ψ'' < 0``.
+    Newton steps with a fraction-to-boundary rule and Armijo backtracking; stops
+    when the stationarity residual ``(Cy)_i - ψ'_i`` is at rounding level.
+    """
+    y = y0.astype(float).copy()
+
+    def f(v: np.ndarray) -> float:
+        return 0.5 * float(v @ C @ v) - float(psi(v)[0].sum())
+
+    for _ in range(max_iter):
+        _, d1, d2 = psi(y)
+        Cy = C @ y
+        grad = Cy - d1
+        size = np.abs(C) @ np.abs(y) + np.abs(d1)
+        if (np.abs(grad) <= 64 * len(y) * EPS64 * size).all():
+            return y
+        H = C - np.diag(d2)
+        step = -np.linalg.solve(H, grad)
+        decrement = float(-grad @ step)
+        t = 1.0
+        shrinking = step < 0
+        if shrinking.any():
+            t = min(1.0, 0.99 * float(np.min(-y[shrinking] / step[shrinking])))
+        f0 = f(y)
+        while True:
+            candidate = y + t * step
+            if f(candidate) <= f0 - 1e-4 * t * decrement:
+                break
+            t *= 0.5
+            if t < 1e-20:
+                break
+        if t < 1e-20 or decrement <= 1e-30 * max(1.0, abs(f0)):
+            # No representable decrease left: accept only if stationary to high accuracy.
+            if (np.abs(grad) <= 1e-9 * size).all():
+                return y
+            raise SolverError("Newton's method stalled away from the stationary point")
+        y = candidate
+    raise SolverError("Newton's method did not converge")
