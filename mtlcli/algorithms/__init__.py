@@ -10,6 +10,13 @@ from mtlcli.algorithms.gls import GLS
 from mtlcli.algorithms.rlw import RLW
 from mtlcli.algorithms.stch import STCH
 from mtlcli.algorithms.uw import UW
+from mtlcli.algorithms.gradient_method import GradientMethod, NonFiniteGradientError
+from mtlcli.algorithms.mgda import MGDA
+from mtlcli.algorithms.upgrad import UPGrad
+from mtlcli.algorithms.dualproj import DualProj
+from mtlcli.algorithms.gradnorm import GradNorm
+from mtlcli.algorithms.excess_mtl import ExcessMTL
+from mtlcli.algorithms.db_mtl import DBMTL
 
 BUILTIN_ALGORITHMS = [
     "JointLearning",
@@ -20,6 +27,14 @@ BUILTIN_ALGORITHMS = [
     "GLS",
     "STCH",
     "FAMO",
+    # gradient methods (per-task gradients from mtlcli.algorithms.jacobian)
+    "GradNorm",
+    "ExcessMTL",
+    "DBMTL",
+    "MGDA",
+    "UPGrad",
+    "DualProj",
 ]
 
-__all__ = ["MTLAlgorithm", "NonFiniteLossError", "StepOutput", *BUILTIN_ALGORITHMS]
+__all__ = ["MTLAlgorithm", "NonFiniteLossError", "StepOutput", "GradientMethod", "NonFiniteGradientError",
+           *BUILTIN_ALGORITHMS]

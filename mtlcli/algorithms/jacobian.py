@@ -558,6 +558,9 @@ class RepresentationGradients:
     Gramian is diagonal: ``K_tt = ||∇_Z L_t||²``, ``K_st = 0``.
     """
 
+    path = "representation"
+    reason = None
+
     def __init__(self, task_ids, z, z_grad, rows, head_params, head_grads):
         self.task_ids = task_ids
         self._z = z
@@ -569,6 +572,15 @@ class RepresentationGradients:
         norms2 = torch.zeros(len(task_ids), dtype=sq.dtype, device=sq.device)
         norms2.index_add_(0, rows.clamp_min(0), sq * (rows >= 0))
         self.gramian = torch.diag(norms2)
+
+    def nonfinite_task(self) -> int | None:
+        """The first task whose representation or head gradient holds NaN/inf, else None."""
+        bad = ~torch.isfinite(torch.diagonal(self.gramian))
+        for k, grads in enumerate(self._head_grads):
+            if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+                bad[k] = True
+        hits = bad.nonzero()
+        return self.task_ids[int(hits[0])] if hits.numel() else None
 
     def apply_weights(self, weights: Tensor, head_weights: Tensor | None = None) -> None:
         """Backpropagate ``Σ_t w_t ∇_Z L_t`` into the backbone (frees the graph)."""
