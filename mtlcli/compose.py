@@ -53,24 +53,32 @@ class Composed:
     _root: "_Node" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def origin(self, key: str | tuple) -> Origin:
-        """Where the value at a dotted key (``trainer.max_epochs``, ``a.b.0``) was written."""
+        """Where the value at a dotted key (``trainer.max_epochs``, ``a.b.0``) was written.
+
+        For a key the config does not have, the position of its closest existing
+        parent (a message about a missing field then points at the section).
+        """
         return self._node(key).origin
 
     def key_origin(self, key: str | tuple) -> Origin:
-        """Where the key itself was written (for 'unknown field' messages)."""
+        """Where the key itself was written (for 'unknown field' messages); parent's if absent."""
         return self._node(key).key_origin
+
+    def has(self, key: str | tuple) -> bool:
+        """Whether the composed config has this dotted key."""
+        return self._node(key, exact=True) is not None
 
     def to_yaml(self) -> str:
         """The composed config as YAML text, as saved with a run."""
         return dump_yaml(self.config)
 
-    def _node(self, key: str | tuple) -> "_Node":
+    def _node(self, key: str | tuple, exact: bool = False) -> Any:
         parts = tuple(key.split(".")) if isinstance(key, str) else tuple(key)
         node = self._root
         for part in parts if parts != ("",) else ():
             found = _child(node, part)
             if found is None:
-                raise KeyError(f"no key {'.'.join(map(str, parts))!r} in the composed config")
+                return None if exact else node
             node = found
         return node
 

@@ -105,8 +105,9 @@ def test_origins_point_at_the_file_line_and_column_that_set_the_value():
     assert composed.origin(("mtl_dataset", "cl_dataset", "class_split", 2)) == composed.origin("mtl_dataset.cl_dataset.class_split.2")
     # an interpolated value is reported where its ${...} was written
     assert composed.origin("output_dir") == Origin(shown, *position_of(experiment, "output_dir:", "outputs/"))
-    with pytest.raises(KeyError):
-        composed.origin("trainer.nope")
+    # a key the config lacks: the closest existing parent's position
+    assert composed.origin("trainer.nope") == composed.origin("trainer")
+    assert (composed.has("trainer.max_epochs"), composed.has("trainer.nope")) == (True, False)
 
 
 def test_override_values_carry_the_command_line_as_origin():
