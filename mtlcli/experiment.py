@@ -154,7 +154,8 @@ def run_data(built: BuiltRun):
     test = split(built.eval_tasks, "test")
     if test is None:
         raise MtlcliError("the evaluation tasks have no test samples")
-    sampler = MixedBatchSampler(len(train), built.dataset.batch_size, seed=int(built.config.get("global_seed", 0)))
+    sampler = MixedBatchSampler(len(train), built.dataset.batch_size, seed=int(built.config.get("global_seed", 0)),
+                                device=built.device)
     return RunData(train=train, val=split(built.train_tasks, "val"), test=test,
                    num_classes=dict(built.model.heads.num_classes), batch_size=built.dataset.batch_size,
                    sampler=sampler)
