@@ -52,6 +52,10 @@ class Composed:
     resolved: bool = True
     _root: "_Node" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
+    def __post_init__(self) -> None:
+        if self._root is None:  # built from plain data: no file positions to offer
+            self._root = _node_from_plain(self.config, Origin("<composed config>"))
+
     def origin(self, key: str | tuple) -> Origin:
         """Where the value at a dotted key (``trainer.max_epochs``, ``a.b.0``) was written.
 
@@ -197,8 +201,17 @@ def _find_config(config_path: str, roots: list[Path]) -> Path | None:
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str | None:
-    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
-    return close[0] if close else None
+    names = [str(c) for c in candidates]
+    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    # a short, misspelt start of a long name ("exmple" for "example_mtl_train") is too far
+    # from the whole name for difflib: compare it with the name's start of the same length
+    word = str(word)
+    scored = [(difflib.SequenceMatcher(None, word, name[: len(word) + 1]).ratio(), name) for name in names if len(word) >= 3]
+    best = max(scored, default=(0.0, None))
+    ties = sum(1 for score, _ in scored if score == best[0])
+    return best[1] if best[0] >= 0.75 and ties == 1 else None
 
 
 def _unknown_option_error(group: str, option: str, roots: list[Path], origin: Origin, what: str | None = None) -> ConfigError:

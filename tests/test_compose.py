@@ -110,6 +110,12 @@ def test_origins_point_at_the_file_line_and_column_that_set_the_value():
     assert (composed.has("trainer.max_epochs"), composed.has("trainer.nope")) == (True, False)
 
 
+def test_composed_from_plain_data_has_placeholder_origins():
+    composed = Composed(config={"a": {"b": 1}}, files=[], choices={})
+    assert composed.origin("a.b") == Origin("<composed config>")
+    assert composed.to_yaml() == "a:\n  b: 1\n"
+
+
 def test_override_values_carry_the_command_line_as_origin():
     composed = shipped(["trainer.max_epochs=1"])
     assert composed.config["trainer"]["max_epochs"] == 1
@@ -280,6 +286,7 @@ def test_override_prefixes():
 
 
 def test_unknown_experiment_suggests_the_closest_name():
+    assert "did you mean 'example_mtl_train'" in compose_error("exmple", [], [SHIPPED]).message  # a misspelt start
     err = compose_error("example_mtl_trian", [], [SHIPPED])
     assert err.origin == Origin("<command line>")
     assert "unknown experiment 'example_mtl_trian'; did you mean 'example_mtl_train'?" in err.message

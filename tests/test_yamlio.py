@@ -52,10 +52,11 @@ def test_positions_of_keys_and_values(tmp_path):
 
 def test_scalars_read_as_hydra_reads_them(tmp_path):
     # YAML 1.1, as OmegaConf: yes/on are booleans, 010 is octal, 1e3 a float, dates stay text.
-    node = load_yaml(write(tmp_path, "a: yes\nb: 010\nc: 1e3\nd: 2020-01-01\ne: ~\nf: 0.5\ng: {1: [0, 1]}\n"))
+    # ``y``/``n`` are strings for PyYAML (hence OmegaConf), unlike ruamel's own YAML 1.1.
+    node = load_yaml(write(tmp_path, "a: yes\nb: 010\nc: 1e3\nd: 2020-01-01\ne: ~\nf: 0.5\ng: {1: [0, 1]}\ny: n\n"))
     plain = to_plain(node)
-    assert plain == {"a": True, "b": 8, "c": 1000.0, "d": "2020-01-01", "e": None, "f": 0.5, "g": {1: [0, 1]}}
-    assert [type(v) for v in plain.values()] == [bool, int, float, str, type(None), float, dict]
+    assert plain == {"a": True, "b": 8, "c": 1000.0, "d": "2020-01-01", "e": None, "f": 0.5, "g": {1: [0, 1]}, "y": "n"}
+    assert [type(v) for v in plain.values()] == [bool, int, float, str, type(None), float, dict, str]
 
 
 @pytest.mark.parametrize(
