@@ -221,7 +221,8 @@ def _unknown_option_error(group: str, option: str, roots: list[Path], origin: Or
         groups = sorted({p.name for root in roots if Path(root).is_dir() for p in Path(root).iterdir() if p.is_dir()})
         message = f"unknown config group '{group}'"
         guess = _did_you_mean(group, groups)
-        return ConfigError(message + (f"; did you mean '{guess}'?" if guess else ""), origin, f"groups: {', '.join(groups)}")
+        hint = f"groups: {', '.join(groups)}" if groups else f"no config groups in {', '.join(map(str, roots))}"
+        return ConfigError(message + (f"; did you mean '{guess}'?" if guess else ""), origin, hint)
     guess = _did_you_mean(_option_name(option), options)
     message = f"unknown {label}" + (f"; did you mean '{guess}'?" if guess else "")
     return ConfigError(message, origin, f"available: {', '.join(options)}" if options else f"config group '{group}' has no options")
@@ -622,6 +623,7 @@ class _DefaultsExpander:
         self.deletions: dict[str, _Choice] = {}
         self.appended: list[_Default] = []
         self.selected: dict[str, tuple[Any, Origin]] = {}  # override key -> (option, where selected)
+        self.expanding: list[Path] = []  # files whose defaults are being expanded, to catch loops
 
     def load(self, path: Path) -> Any:
         if path not in self.cache:
@@ -652,7 +654,7 @@ class _DefaultsExpander:
         if primary:
             defaults.extend(self.appended)
         group_dir = entry.group_path()
-        self._register_overrides(defaults, shown, group_dir, package)
+        self._register_overrides(defaults, group_dir, package)
 
         parts: list[list[_Leaf]] = []
         for default in reversed(defaults):  # last first, so later overrides reach earlier entries
@@ -665,7 +667,7 @@ class _DefaultsExpander:
             parts.append(self._expand_child(default))
         return [leaf for part in reversed(parts) for leaf in part]
 
-    def _register_overrides(self, defaults: list[_Default], shown: str, group_dir: str, package: str) -> None:
+    def _register_overrides(self, defaults: list[_Default], group_dir: str, package: str) -> None:
         seen_override: _Default | None = None
         for default in defaults:
             if default.kind == "self":
@@ -705,7 +707,8 @@ class _DefaultsExpander:
         if default.kind == "group" and default.option is None:
             return []
         if default.kind == "group" and default.option == MISSING:
-            raise _unknown_option_error(default.group_path(), "", self.roots, default.origin, what=f"'{key}': it must be chosen, e.g. {key}=OPTION")
+            options = ", ".join(list_group_options(default.group_path(), self.roots))
+            raise ConfigError(f"no option chosen for config group '{key}' (???); choose one with {key}=OPTION", default.origin, f"available: {options}")
         path = default.option if isinstance(default.option, Path) else _find_config(default.config_path(), self.roots)
         if path is None:
             if default.optional:
@@ -713,8 +716,15 @@ class _DefaultsExpander:
             if default.kind == "config":
                 raise ConfigError(f"config '{default.config_path()}' not found in the config search path", default.origin)
             raise _unknown_option_error(default.group_path(), default.name(), self.roots, default.origin)
+        if path in self.expanding:
+            loop = " -> ".join(display_path(p) for p in [*self.expanding[self.expanding.index(path) :], path])
+            raise ConfigError(f"the defaults lists include each other in a loop: {loop}", default.origin)
         package = default.final_package(_package_header(path))
-        return self.expand(default, path, package)
+        self.expanding.append(path)
+        try:
+            return self.expand(default, path, package)
+        finally:
+            self.expanding.pop()
 
     def check_all_used(self) -> None:
         for key, choice in self.choices.items():
@@ -1074,6 +1084,7 @@ def compose(
     if primary_path is None:
         raise ConfigError(f"{PRIMARY_CONFIG}.yaml not found in the config search path ({', '.join(map(str, roots))})", COMMAND_LINE)
     primary = _Default("config", Origin(display_path(primary_path)), group=PRIMARY_CONFIG)
+    expander.expanding.append(primary_path)
     leaves = expander.expand(primary, primary_path, primary.final_package(_package_header(primary_path)), primary=True)
     expander.check_all_used()
 
