@@ -53,13 +53,15 @@ def describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, (list, tuple)):
         return f"a list of {len(value)}"
-    return f"{value!r} ({type(value).__name__})"
+    kind = "int" if isinstance(value, int) else "float" if isinstance(value, float) else type(value).__name__
+    return f"{value!r} ({kind})"
 
 
 def is_deferred(value: Any) -> bool:
-    """Values only known later: ``${...}`` interpolations and nested ``_target_`` nodes."""
+    """Values only known later: ``${...}`` interpolations, ``???`` (set by an override) and
+    nested ``_target_`` nodes (their own signature is checked instead)."""
     if isinstance(value, str):
-        return "${" in value
+        return "${" in value or value == "???"
     return isinstance(value, dict) and "_target_" in value
 
 
