@@ -59,6 +59,41 @@ def evaluate(
     evaluate_command(run_dir, eval_tasks=eval_tasks, checkpoint=checkpoint)
 
 
+
+@app.command("new-algorithm")
+def new_algorithm(
+    target: Annotated[Optional[str], typer.Argument(help="Algorithm class: a dotted path (mypkg.algos.MyAlgo) or a built-in's name (JointLearning).", show_default=False)] = None,
+    config_dir: Annotated[Path, typer.Option("--config-dir", help="Configs folder; the file goes to CONFIG_DIR/mtl_algorithm/.")] = Path("configs"),
+    name: Annotated[Optional[str], typer.Option("--name", help="File name without .yaml (default: the class name in snake_case).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    update: Annotated[bool, typer.Option("--update", help="Merge into the existing file: keep its values and comments, add new fields.")] = False,
+    stdout: Annotated[bool, typer.Option("--stdout", help="Print instead of writing.")] = False,
+    all_builtins: Annotated[bool, typer.Option("--all", help="One config for every built-in algorithm.")] = False,
+    create: Annotated[Optional[Path], typer.Option("--create", help="Scaffold a new algorithm: write this .py module (e.g. mypkg/algos/my_algo.py), its config and its test.", show_default=False)] = None,
+    tests_dir: Annotated[Path, typer.Option("--tests-dir", help="Where --create writes the test.")] = Path("tests"),
+) -> None:
+    """Generate an algorithm's config from its constructor signature, or scaffold a new algorithm."""
+    from mtlcli.scaffold import new_algorithm as run
+
+    run(target, config_dir=config_dir, name=name, force=force, update=update, stdout=stdout,
+        all_builtins=all_builtins, create=create, tests_dir=tests_dir,
+        echo=typer.echo, warn=lambda text: typer.echo(text, err=True))
+
+
+@app.command()
+def validate(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="YAML files or folders to check (default: configs/).", show_default=False)] = None,
+    output_format: Annotated[str, typer.Option("--format", help="Output: text (path:line:col lines) or json.")] = "text",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) on warnings too.")] = False,
+) -> None:
+    """Check configs against their _target_ signatures; report each problem as path:line:col.
+
+    Exit code: 0 clean, 1 problems found, 2 usage error.
+    """
+    from mtlcli.validate import validate_command
+
+    raise typer.Exit(validate_command(paths or [], output_format=output_format, strict=strict, echo=typer.echo))
+
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit code.
 
