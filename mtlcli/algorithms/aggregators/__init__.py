@@ -7,9 +7,15 @@ from mtlcli.algorithms.aggregators._base import (
     SolverError,
     UndefinedAggregationError,
 )
+from mtlcli.algorithms.aggregators._aligned_mtl import AlignedMTL
+from mtlcli.algorithms.aggregators._cagrad import CAGrad
 from mtlcli.algorithms.aggregators._dualproj import DualProj
+from mtlcli.algorithms.aggregators._gradvac import GradVac
 from mtlcli.algorithms.aggregators._mean import Mean
+from mtlcli.algorithms.aggregators._imtl import IMTLG
 from mtlcli.algorithms.aggregators._mgda import MGDA
+from mtlcli.algorithms.aggregators._nash_mtl import NashMTL
+from mtlcli.algorithms.aggregators._pcgrad import PCGrad
 from mtlcli.algorithms.aggregators._sum import Sum
 from mtlcli.algorithms.aggregators._upgrad import UPGrad
 
@@ -23,4 +29,10 @@ __all__ = [
     "MGDA",
     "UPGrad",
     "DualProj",
+    "PCGrad",
+    "GradVac",
+    "CAGrad",
+    "IMTLG",
+    "NashMTL",
+    "AlignedMTL",
 ]

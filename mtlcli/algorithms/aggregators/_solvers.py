@@ -198,40 +198,50 @@ def damped_newton(
     """Minimise ``f(y) = 0.5 yᵀCy - Σ ψ_i(y_i)`` over ``y > 0`` (f strictly convex).
 
     ``psi(y)`` returns ``(ψ(y), ψ'(y), ψ''(y))`` elementwise with ``ψ'' < 0``.
-    Newton steps with a fraction-to-boundary rule and Armijo backtracking; stops
-    when the stationarity residual ``(Cy)_i - ψ'_i`` is at rounding level.
+    Far from the minimiser: Newton steps with a fraction-to-boundary rule and
+    Armijo backtracking on ``f``. Close to it (Newton decrement below what ``f``
+    can resolve in float64): full Newton steps, judged by the stationarity
+    residual ``(Cy)_i - ψ'_i``, which converges quadratically to rounding level.
     """
     y = y0.astype(float).copy()
 
     def f(v: np.ndarray) -> float:
         return 0.5 * float(v @ C @ v) - float(psi(v)[0].sum())
 
+    def residual(v: np.ndarray) -> tuple[np.ndarray, float]:
+        _, d1, _ = psi(v)
+        grad = C @ v - d1
+        size = np.abs(C) @ np.abs(v) + np.abs(d1)
+        return grad, float(np.max(np.abs(grad) / size))
+
+    grad, relative = residual(y)
+    stalled = 0
     for _ in range(max_iter):
-        _, d1, d2 = psi(y)
-        Cy = C @ y
-        grad = Cy - d1
-        size = np.abs(C) @ np.abs(y) + np.abs(d1)
-        if (np.abs(grad) <= 64 * len(y) * EPS64 * size).all():
+        if relative <= 64 * len(y) * EPS64:
             return y
-        H = C - np.diag(d2)
-        step = -np.linalg.solve(H, grad)
+        _, _, d2 = psi(y)
+        step = -np.linalg.solve(C - np.diag(d2), grad)
         decrement = float(-grad @ step)
         t = 1.0
         shrinking = step < 0
         if shrinking.any():
             t = min(1.0, 0.99 * float(np.min(-y[shrinking] / step[shrinking])))
         f0 = f(y)
-        while True:
-            candidate = y + t * step
-            if f(candidate) <= f0 - 1e-4 * t * decrement:
-                break
-            t *= 0.5
-            if t < 1e-20:
-                break
-        if t < 1e-20 or decrement <= 1e-30 * max(1.0, abs(f0)):
-            # No representable decrease left: accept only if stationary to high accuracy.
-            if (np.abs(grad) <= 1e-9 * size).all():
-                return y
-            raise SolverError("Newton's method stalled away from the stationary point")
-        y = candidate
+        damped = decrement > 1e-10 * max(1.0, abs(f0))
+        if damped:
+            while f(y + t * step) > f0 - 1e-4 * t * decrement:
+                t *= 0.5
+                if t < 1e-20:
+                    raise SolverError("Newton's method: no descent along the Newton direction")
+        candidate = y + t * step
+        new_grad, new_relative = residual(candidate)
+        if damped or new_relative < relative:
+            y, grad, relative, stalled = candidate, new_grad, new_relative, 0
+        else:
+            stalled += 1
+            if stalled >= 3:
+                # Rounding floor reached: accept only a stationary point to high accuracy.
+                if relative <= 1e-10:
+                    return y
+                raise SolverError("Newton's method stalled away from the stationary point")
     raise SolverError("Newton's method did not converge")
