@@ -1,0 +1,69 @@
+"""Building a run from a composed config: tasks, heads and backbone fit before training."""
+
+import pytest
+import torch
+
+from mtlcli.compose import compose
+from mtlcli.errors import ConfigError
+from mtlcli.experiment import build_run, resolve_tasks
+
+
+def _build(*overrides):
+    composed = compose("example_mtl_train", list(overrides))
+    return build_run(composed.config, composed)
+
+
+def test_int_tasks_mean_one_to_n_and_lists_name_ids():
+    assert resolve_tasks(3, [1, 2, 3, 4], "train_tasks") == [1, 2, 3]
+    assert resolve_tasks([4, 2], [1, 2, 3, 4], "train_tasks") == [4, 2]
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, ">= 1"),
+    ([1, 1], "twice"),
+    ([1, 9], "[9]"),
+    (True, "int N"),
+    ("3", "int N"),
+    ([], "non-empty"),
+])
+def test_bad_task_lists_are_config_errors(value, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        resolve_tasks(value, [1, 2, 3], "train_tasks")
+
+
+def test_heads_follow_the_trained_tasks_and_their_class_counts():
+    built = _build("train_tasks=[1,3]", "eval_tasks=[3]", "mtl_dataset.cl_dataset.class_split={1: [0, 1, 2], 2: [3, 4], 3: [5, 6], 4: [7], 5: [8, 9]}")
+    assert built.model.heads.num_classes == {1: 3, 3: 2}
+    assert built.eval_tasks == [3]
+
+
+def test_evaluating_an_untrained_task_is_refused():
+    with pytest.raises(ConfigError, match="not in train_tasks"):
+        _build("train_tasks=[1,2]", "eval_tasks=[1,3]")
+
+
+def test_backbone_that_cannot_read_the_inputs_is_reported_before_training():
+    with pytest.raises(ConfigError, match=r"input_dim=784 but a sample has 64 values"):
+        _build("backbone.input_dim=784")
+
+
+def test_backbone_whose_declared_output_dim_is_wrong_is_reported(monkeypatch):
+    from mtlcli.backbones import MLP
+
+    original = MLP.__init__
+
+    def lying_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.output_dim = self.output_dim + 1  # declares one more feature than it produces
+
+    monkeypatch.setattr(MLP, "__init__", lying_init)
+    with pytest.raises(ConfigError, match="dimension mismatch: the backbone declares output_dim=65 but produces 64"):
+        _build()
+
+
+def test_same_seed_builds_identical_models_and_different_seeds_do_not():
+    a = _build().model.state_dict()
+    b = _build().model.state_dict()
+    c = _build("global_seed=2").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
