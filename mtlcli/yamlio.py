@@ -293,22 +293,25 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool) ->
         raise MtlcliError(f"{display_path(path)} already exists (use --force to overwrite it)")
     if path.is_dir():
         raise MtlcliError(f"{display_path(path)} is a folder, cannot write a file there")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    # os.open with mode 0o666 lets the umask decide permissions, like a plain open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _publish_without_clobbering(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # os.open with mode 0o666 lets the umask decide permissions, like a plain open().
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                _publish_without_clobbering(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as err:  # disk full, read-only or missing folder: the old file (if any) is untouched
+        raise MtlcliError(f"cannot write {display_path(path)}: {err.strerror or err}") from err
 
 
 def _publish_without_clobbering(tmp: Path, path: Path) -> None:
