@@ -203,6 +203,7 @@ def train_command(experiment: Optional[str], overrides: list[str], *, config_dir
     from mtlcli.yamlio import atomic_write_text
 
     composed = compose(experiment, overrides, config_search_path(config_dir))
+    _check_experiment_file(composed)
     _check(composed)
     config = composed.config
     built = build_run(config, composed)
@@ -225,8 +226,26 @@ def _check(composed) -> None:
     errors = [f for f in check_experiment(composed) if getattr(f, "severity", "error") == "error"]
     if errors:
         first = errors[0]
-        more = f" (and {len(errors) - 1} more; run mtlcli validate)" if len(errors) > 1 else ""
-        raise MtlcliError(f"{first}{more}")
+        more = f"; and {len(errors) - 1} more problem(s), see mtlcli validate" if len(errors) > 1 else ""
+        hint = f" ({first.hint})" if getattr(first, "hint", "") else ""
+        raise MtlcliError(f"{first.origin}: {first.message}{hint}{more}")
+
+
+def _check_experiment_file(composed) -> None:
+    """An empty experiment file composes to an empty config; name the file rather than
+    every field it lacks."""
+    from mtlcli.yamlio import display_path, load_yaml
+
+    choice = composed.choices.get("experiment")
+    for path in composed.files:
+        if str(path) == str(choice) or (path.parent.name == "experiment" and path.stem == choice):
+            try:
+                load_yaml(path)
+            except ConfigError as err:
+                if err.message == "empty file":
+                    raise ConfigError("the experiment file is empty (it needs a defaults list and train_tasks)",
+                                      Origin(display_path(path))) from None
+                raise
 
 
 def _load_run_config(run_dir: Path) -> dict:
@@ -241,31 +260,112 @@ def _load_run_config(run_dir: Path) -> dict:
 
 
 def _load_state(built: BuiltRun, checkpoint: dict, path: Path) -> None:
+    """Load the model weights, or say how the checkpoint and the config differ."""
+    model_state = built.model.state_dict()
+    saved = checkpoint["model"]
+    if not isinstance(saved, dict):
+        raise MtlcliError(f"checkpoint {path} has no model weights")
+    mismatch = describe_mismatch(model_state, saved)
+    if mismatch:
+        raise MtlcliError(f"checkpoint {path} does not fit the run's config: {mismatch}")
     try:
-        built.model.load_state_dict(checkpoint["model"])
-    except RuntimeError as err:
+        built.model.load_state_dict(saved)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:  # e.g. an algorithm's extra state
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        detail = "; ".join(lines[1:3]) if len(lines) > 1 else lines[0]
-        raise MtlcliError(f"checkpoint {path} does not fit the run's config: {detail[:300]}") from err
+        raise MtlcliError(f"checkpoint {path} does not fit the run's config: {'; '.join(lines[:2])[:300]}") from err
+
+
+def _head_tasks(state: dict) -> dict[int, tuple]:
+    """Task id -> shape of its head's weight, from ``heads.heads.<task>.weight`` entries."""
+    tasks = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[:2] == ["heads", "heads"] and parts[3] == "weight" and parts[2].isdigit():
+            tasks[int(parts[2])] = tuple(value.shape)
+    return dict(sorted(tasks.items()))
+
+
+def describe_mismatch(expected: dict, saved: dict) -> str:
+    """Why a saved state dict cannot be loaded into a model whose state is ``expected``:
+    other tasks, another class count, another backbone size, another architecture.
+    Empty when they fit."""
+    expected_tasks, saved_tasks = _head_tasks(expected), _head_tasks(saved)
+    if list(expected_tasks) != list(saved_tasks):
+        return f"the checkpoint has heads for tasks {list(saved_tasks)}, the config trains tasks {list(expected_tasks)}"
+    for task, shape in expected_tasks.items():
+        if saved_tasks[task] != shape:
+            return (f"task {task}'s head is {_shape(saved_tasks[task])} (classes x features) in the checkpoint "
+                    f"but {_shape(shape)} in the config's model")
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"the config's model has {_some(missing)} that the checkpoint lacks")
+        if unexpected:
+            parts.append(f"the checkpoint has {_some(unexpected)} that the config's model lacks")
+        return "; ".join(parts) + " (another backbone or algorithm?)"
+    for key, value in expected.items():
+        other = saved[key]
+        if hasattr(value, "shape") and hasattr(other, "shape") and tuple(value.shape) != tuple(other.shape):
+            return (f"{key} is {_shape(other.shape)} in the checkpoint but {_shape(value.shape)} in the config's "
+                    f"model (another backbone size?)")
+    return ""
+
+
+def _shape(shape) -> str:
+    return "x".join(str(n) for n in shape) if len(shape) else "a scalar"
+
+
+def _some(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return f"{shown} and {len(keys) - 3} more" if len(keys) > 3 else shown
+
+
+_RESUME_KEYS = ("epoch", "batch", "global_step", "optimizer", "scheduler", "rng", "train_sums", "train_rows", "val_rows")
+
+
+def _load_training_state(built: BuiltRun, checkpoint: dict, path: Path) -> None:
+    """Model, optimizer and scheduler state for resuming; one line if the checkpoint cannot serve."""
+    missing = [k for k in _RESUME_KEYS if k not in checkpoint]
+    if missing:
+        raise MtlcliError(f"checkpoint {path} cannot resume a run: it lacks {', '.join(missing)}")
+    _load_state(built, checkpoint, path)
+    try:
+        built.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (ValueError, KeyError, RuntimeError, TypeError) as err:
+        raise MtlcliError(f"checkpoint {path}: the optimizer state does not fit the run's optimizer "
+                          f"({str(err).splitlines()[0][:200]})") from err
+    if built.scheduler is not None and checkpoint["scheduler"]:
+        try:
+            built.scheduler.load_state_dict(checkpoint["scheduler"])
+        except (ValueError, KeyError, RuntimeError, TypeError) as err:
+            raise MtlcliError(f"checkpoint {path}: the lr scheduler state does not fit the run's lr_scheduler "
+                              f"({str(err).splitlines()[0][:200]})") from err
 
 
 def resume_command(run_dir: Path, *, quiet: bool = False) -> None:
-    """``mtlcli train --resume RUN_DIR``: continue from the last checkpoint, bit-for-bit on CPU."""
+    """``mtlcli train --resume RUN_DIR``: continue from the last checkpoint, bit-for-bit on CPU.
+
+    A finished run (all epochs done and tested) cannot be continued: that is exit 1 with
+    a pointer to ``mtlcli evaluate``, since there is nothing left to run.
+    """
     from mtlcli.engine.checkpoint import load_checkpoint, restore_rng_state
 
     run_dir = Path(run_dir)
     config = _load_run_config(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_FILE
+    if not checkpoint_path.exists():
+        raise MtlcliError(f"run {run_dir} has no checkpoint ({CHECKPOINT_FILE}): it stopped before its first "
+                          f"epoch ended, so there is nothing to resume; start it again with mtlcli train")
     checkpoint = load_checkpoint(checkpoint_path)
     built = build_run(config)
-    if checkpoint["epoch"] >= built.trainer.max_epochs and (run_dir / "metrics" / "test.csv").is_file():
-        raise MtlcliError(f"run {run_dir} already finished ({built.trainer.max_epochs} epochs); "
-                          f"evaluate it with: mtlcli evaluate {run_dir}")
+    epoch = checkpoint.get("epoch")
+    if isinstance(epoch, int) and epoch >= built.trainer.max_epochs and (run_dir / "metrics" / "test.csv").is_file():
+        raise MtlcliError(f"run {run_dir} already finished ({built.trainer.max_epochs} epochs); nothing to resume "
+                          f"(evaluate it with: mtlcli evaluate {run_dir})")
     data = run_data(built)
-    _load_state(built, checkpoint, checkpoint_path)
-    built.optimizer.load_state_dict(checkpoint["optimizer"])
-    if built.scheduler is not None and checkpoint["scheduler"]:
-        built.scheduler.load_state_dict(checkpoint["scheduler"])
+    _load_training_state(built, checkpoint, checkpoint_path)
     restore_rng_state(checkpoint["rng"])
     progress = _progress(quiet)
     progress.message(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['batch'] + 1}")
@@ -278,7 +378,6 @@ def evaluate_command(run_dir: Path, *, eval_tasks: Optional[list[int]] = None, c
     from mtlcli.engine.checkpoint import load_checkpoint
     from mtlcli.engine.evaluation import evaluate
     from mtlcli.engine.outputs import TEST_COLUMNS, summary_table, test_rows, _csv_text
-    from mtlcli.yamlio import atomic_write_text
 
     run_dir = Path(run_dir)
     config = _load_run_config(run_dir)
@@ -293,8 +392,26 @@ def evaluate_command(run_dir: Path, *, eval_tasks: Optional[list[int]] = None, c
     mixed = built.dataset.mixed(tasks, "test")
     results = evaluate(built.model, mixed.x.to(built.device), mixed.y.to(built.device), mixed.task_id.to(built.device),
                        dict(built.model.heads.num_classes), built.dataset.batch_size)
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    path = run_dir / "metrics" / f"eval-{stamp}.csv"
-    atomic_write_text(path, _csv_text(TEST_COLUMNS, test_rows(results)), overwrite=False)
+    path = _write_new_eval_csv(run_dir / "metrics", _csv_text(TEST_COLUMNS, test_rows(results)))
     print(summary_table(results, "evaluate"))
     print(f"written {path}")
+
+
+def _write_new_eval_csv(folder: Path, text: str) -> Path:
+    """``eval-<time>.csv``, or ``eval-<time>-N.csv`` when an evaluation of the same second exists:
+    an earlier evaluation is never replaced."""
+    from mtlcli.yamlio import atomic_write_text
+
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1000):
+        path = folder / (f"eval-{stamp}.csv" if n == 0 else f"eval-{stamp}-{n}.csv")
+        if path.exists():
+            continue
+        try:
+            atomic_write_text(path, text, overwrite=False)
+        except MtlcliError:
+            if path.exists():  # another evaluation took the name in between
+                continue
+            raise
+        return path
+    raise MtlcliError(f"too many evaluations named eval-{stamp}*.csv in {folder}")

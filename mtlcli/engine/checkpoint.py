@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -68,15 +69,33 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or damaged files."""
+    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or damaged files.
+
+    Only tensors and plain containers are accepted (``weights_only=True``): a checkpoint
+    from elsewhere cannot run code on load.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise MtlcliError(f"checkpoint {path} is a folder; expected a .pt file")
     if not path.is_file():
         raise MtlcliError(f"checkpoint not found: {path}")
+    # torch.save writes a zip archive whose index sits at the end: a cut-off file has none.
+    if not zipfile.is_zipfile(path):
+        raise MtlcliError(f"checkpoint {path} is corrupt or truncated (not a complete PyTorch checkpoint archive)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except pickle.UnpicklingError as err:
+        raise MtlcliError(f"checkpoint {path} holds pickled Python objects that safe loading refuses "
+                          f"({_unpickler_reason(err)}); mtlcli checkpoints hold only tensors and plain values") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MtlcliError(f"checkpoint {path} is corrupt or truncated ({first_line[:200]})") from err
+        raise MtlcliError(f"checkpoint {path} is corrupt or truncated ({first_line[:120]})") from err
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION or "model" not in payload:
         raise MtlcliError(f"{path} is not an mtlcli checkpoint (format version {FORMAT_VERSION})")
     return payload
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The one useful fact in torch's long weights-only refusal: which global it met."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return f"it refers to {found.group(1)}" if found else "not a weights-only checkpoint"

@@ -191,10 +191,12 @@ class Trainer:
                         with self._autocast(device):
                             step = model.training_step(x, y, task_id)
                     except NonFiniteLossError as err:
+                        kept = (f"the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path.exists()
+                                else "no checkpoint was written yet")
                         raise MtlcliError(
                             f"training stopped: task {err.task_id} has a non-finite loss ({err.value}) at epoch "
-                            f"{epoch + 1}, step {batch_index + 1} (global step {global_step + 1}); "
-                            f"the last good checkpoint is kept in {checkpoint_path}"
+                            f"{epoch + 1}, step {batch_index + 1} (global step {global_step + 1}); {kept} "
+                            f"(lower the learning rate or set trainer.gradient_clip_val)"
                         ) from err
                     if self.gradient_clip_val is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), self.gradient_clip_val)
