@@ -77,15 +77,15 @@ class FieldBlock:
 def field_block(spec: Field) -> FieldBlock:
     """The comment and line for one field: its type, whether it is required, its docstring line."""
     head = spec.type_text or "any type"
-    if spec.required and spec.settable:
+    if spec.required:
         head += ", required"
     if spec.note:
         head += f" ({spec.note})"
     text = f"{head}: {spec.description}" if spec.description else head
     comment = [*_wrap(text)]
     if not spec.settable:
-        comment += _wrap(f"{spec.name}: {spec.unsettable_reason}")
-        return FieldBlock(spec.name, tuple(comment), f"# {spec.name}: (not settable from YAML)", written=False)
+        comment += _wrap(f"{spec.name} is {spec.unsettable_reason}")
+        return FieldBlock(spec.name, tuple(comment), f"# {spec.name}: <not settable by name>", written=False)
     if spec.required:
         return FieldBlock(spec.name, tuple(comment), f"{spec.name}: ???", written=True)
     try:

@@ -98,9 +98,9 @@ class Field:
     @property
     def unsettable_reason(self) -> str:
         if self.kind is inspect.Parameter.POSITIONAL_ONLY:
-            return "positional-only: a YAML mapping cannot set it by name (use _args_)"
+            return "positional-only: a YAML mapping cannot set it by name; pass it in _args_"
         if self.kind is inspect.Parameter.VAR_POSITIONAL:
-            return "*args: a YAML mapping cannot set it by name (use _args_)"
+            return "*args: a YAML mapping cannot set it by name; pass the values in _args_"
         return ""
 
 

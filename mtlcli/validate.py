@@ -326,7 +326,7 @@ def _target_hint(target: str, error: TargetNotFound) -> str:
             score = difflib.SequenceMatcher(None, name, parts[depth]).ratio()
             scored.append((score, ".".join([prefix, name, *parts[depth + 1:]])))
     for score, fixed in sorted(scored, reverse=True):
-        if score >= 0.75 and _locate(fixed)[1] is None:
+        if score >= 0.6 and _locate(fixed)[1] is None:
             return f"did you mean {fixed!r}?"
     known: dict[str, str] = {}
     for module in _KNOWN_MODULES:
@@ -335,7 +335,7 @@ def _target_hint(target: str, error: TargetNotFound) -> str:
             for name in getattr(obj, "__all__", None) or dir(obj):
                 if not name.startswith("_"):
                     known.setdefault(name, f"{module}.{name}")
-    match = difflib.get_close_matches(parts[-1], list(known), n=1, cutoff=0.75)
+    match = difflib.get_close_matches(parts[-1], list(known), n=1, cutoff=0.6)
     if match:
         return f"did you mean {known[match[0]]!r}?"
     return "check the module path and the class name (the class must be importable from here)"
