@@ -20,6 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain (click) help: laying it out with rich costs more than the rest of start-up
+    # together (bench/cli_latency.py).
+    rich_markup_mode=None,
 )
 
 _DEBUG = False
@@ -60,7 +63,7 @@ def evaluate(
 
 
 
-@app.command("new-algorithm")
+@app.command("new-algorithm", short_help="Generate an algorithm's config, or scaffold a new algorithm.")
 def new_algorithm(
     target: Annotated[Optional[str], typer.Argument(help="Algorithm class: a dotted path (mypkg.algos.MyAlgo) or a built-in's name (JointLearning).", show_default=False)] = None,
     config_dir: Annotated[Path, typer.Option("--config-dir", help="Configs folder; the file goes to CONFIG_DIR/mtl_algorithm/.")] = Path("configs"),
@@ -80,7 +83,7 @@ def new_algorithm(
         echo=typer.echo, warn=lambda text: typer.echo(text, err=True))
 
 
-@app.command()
+@app.command(short_help="Check configs; report each problem as path:line:col.")
 def validate(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="YAML files or folders to check (default: configs/).", show_default=False)] = None,
     output_format: Annotated[str, typer.Option("--format", help="Output: text (path:line:col lines) or json.")] = "text",
