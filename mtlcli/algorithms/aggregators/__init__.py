@@ -9,11 +9,15 @@ from mtlcli.algorithms.aggregators._base import (
 )
 from mtlcli.algorithms.aggregators._aligned_mtl import AlignedMTL
 from mtlcli.algorithms.aggregators._cagrad import CAGrad
+from mtlcli.algorithms.aggregators._config import ConFIG
 from mtlcli.algorithms.aggregators._dualproj import DualProj
+from mtlcli.algorithms.aggregators._fairgrad import FairGrad
+from mtlcli.algorithms.aggregators._graddrop import GradDrop
 from mtlcli.algorithms.aggregators._gradvac import GradVac
-from mtlcli.algorithms.aggregators._mean import Mean
 from mtlcli.algorithms.aggregators._imtl import IMTLG
+from mtlcli.algorithms.aggregators._mean import Mean
 from mtlcli.algorithms.aggregators._mgda import MGDA
+from mtlcli.algorithms.aggregators._moco import MoCo
 from mtlcli.algorithms.aggregators._nash_mtl import NashMTL
 from mtlcli.algorithms.aggregators._pcgrad import PCGrad
 from mtlcli.algorithms.aggregators._sum import Sum
@@ -35,4 +39,8 @@ __all__ = [
     "IMTLG",
     "NashMTL",
     "AlignedMTL",
+    "FairGrad",
+    "ConFIG",
+    "GradDrop",
+    "MoCo",
 ]

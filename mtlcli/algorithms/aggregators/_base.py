@@ -108,11 +108,13 @@ def gramian_to_numpy(gramian: Tensor, task_ids: Sequence[int] | None = None) -> 
     """The Gramian as a float64 numpy array, after shape and finiteness checks."""
     if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1] or gramian.shape[0] == 0:
         raise ValueError(f"expected a square (T, T) Gramian with T >= 1, got shape {tuple(gramian.shape)}")
+    ids = resolve_task_ids(task_ids, gramian.shape[0])
     K = gramian.detach().to(device="cpu", dtype=torch.float64).numpy()
     if not np.isfinite(K).all():
-        ids = resolve_task_ids(task_ids, K.shape[0])
-        bad = [ids[i] for i in range(K.shape[0]) if not np.isfinite(K[i]).all()]
-        raise NonFiniteGradientError(bad)
+        # A non-finite gradient shows on its diagonal entry (and spoils its whole row
+        # and column); name the rows whose own entry is bad when there are any.
+        bad = [ids[i] for i in range(len(K)) if not np.isfinite(K[i, i])]
+        raise NonFiniteGradientError(bad or [ids[i] for i in range(len(K)) if not np.isfinite(K[i]).all()])
     # Symmetrise: engines may accumulate the two triangles in different orders.
     return 0.5 * (K + K.T)
 

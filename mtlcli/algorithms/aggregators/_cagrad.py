@@ -57,7 +57,7 @@ def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray
     return w, r
 
 
-def cagrad_inner(K: np.ndarray, rho: float) -> tuple[np.ndarray, float]:
+def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, float]:
     """``w* = argmin_{w in simplex} bᵀw + rho ||Gᵀw||`` (``b = G g0``) and
     ``lambda = rho / ||Gᵀw*||``, for an input where ``Gᵀw* != 0``.
 
@@ -76,7 +76,7 @@ def cagrad_inner(K: np.ndarray, rho: float) -> tuple[np.ndarray, float]:
     for _ in range(200):
         t = 0.5 * (lo + hi)
         shifted = K + t * (np.outer(b, ones) + np.outer(ones, b)) + t * t * g0_squared
-        w = min_norm_weights(shifted)
+        w = min_norm_weights(shifted, eps)
         support = tuple(np.flatnonzero(w > 0))
         if support not in tried:
             tried.add(support)
@@ -146,11 +146,11 @@ class CAGrad(Aggregator):
         rho = self.c * math.sqrt(max(float(K.sum()) / T**2, 0.0))
         if rho == 0:
             return uniform
-        if zero_in_hull(K, 4 * T * eps):
+        if zero_in_hull(K, eps):
             # 0/0 case: the optimum is not unique; take the optimal d nearest to g0.
-            v = lower_bounded_qp(K, uniform)
+            v = lower_bounded_qp(K, uniform, eps)
             gap = v - uniform
             if float(gap @ K @ gap) <= rho * rho * (1 + 1e-9):
                 return v
-        w_star, lam = cagrad_inner(K, rho)
+        w_star, lam = cagrad_inner(K, rho, eps)
         return uniform + lam * w_star

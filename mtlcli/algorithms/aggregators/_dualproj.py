@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from mtlcli.algorithms.aggregators._base import Aggregator, gramian_to_numpy, weights_like
+from mtlcli.algorithms.aggregators._base import Aggregator, gramian_to_numpy, input_eps, weights_like
 from mtlcli.algorithms.aggregators._dual_cone import check_eps, regularized_gramian
 from mtlcli.algorithms.aggregators._solvers import lower_bounded_qp
 
@@ -46,4 +46,4 @@ class DualProj(Aggregator):
     def weights(self, gramian: Tensor, task_ids: Sequence[int] | None = None) -> Tensor:
         K = regularized_gramian(gramian_to_numpy(gramian, task_ids), self.reg_eps, self.norm_eps)
         T = len(K)
-        return weights_like(lower_bounded_qp(K, np.full(T, 1.0 / T)), gramian)
+        return weights_like(lower_bounded_qp(K, np.full(T, 1.0 / T), input_eps(gramian)), gramian)

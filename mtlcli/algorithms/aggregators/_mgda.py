@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from mtlcli.algorithms.aggregators._base import Aggregator, check_matrix, gramian_to_numpy, weights_like
+from mtlcli.algorithms.aggregators._base import Aggregator, check_matrix, gramian_to_numpy, input_eps, weights_like
 from mtlcli.algorithms.aggregators._solvers import min_norm_weights
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -57,7 +57,7 @@ class MGDA(Aggregator):
         K = gramian_to_numpy(gramian, task_ids)
         inverse = self._inverse_normalizers(K, losses)
         scaled = K * inverse[:, None] * inverse[None, :]
-        return weights_like(min_norm_weights(scaled) * inverse, gramian)
+        return weights_like(min_norm_weights(scaled, input_eps(gramian)) * inverse, gramian)
 
     def __call__(
         self,

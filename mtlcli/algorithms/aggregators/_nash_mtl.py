@@ -22,7 +22,7 @@ from mtlcli.algorithms.aggregators._solvers import correlation, damped_newton, z
 def check_bargaining_defined(K: np.ndarray, eps: float, task_ids: Sequence[int] | None, method: str) -> None:
     """Raise when 0 is in the convex hull of the rows: the potential is then
     unbounded below and no positive solution exists."""
-    if not zero_in_hull(K, 4 * len(K) * eps):
+    if not zero_in_hull(K, eps):
         return
     n = np.sqrt(np.maximum(np.diag(K), 0.0))
     ids = resolve_task_ids(task_ids, len(K))

@@ -14,12 +14,18 @@ import numpy as np
 from mtlcli.algorithms.aggregators._base import SolverError
 
 EPS64 = float(np.finfo(np.float64).eps)
-# A face whose (bordered) system has a relative smallest singular value below
-# this is singular at float64 level: the entering column depends on the others.
-_DEPENDENT = 1e-13
 
 
-def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+def dependence_threshold(eps: float) -> float:
+    """Relative smallest singular value below which a face of the QP counts as
+    singular (its entering column depends on the passive ones). It follows the
+    precision the Gramian was formed in: a float32 Gramian of dependent rows is
+    only singular to about 1e-7, and solving it as exact would buy large,
+    cancelling weights out of rounding noise."""
+    return max(1e-13, 8.0 * eps)
+
+
+def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None, eps: float = EPS64) -> np.ndarray:
     """Minimise ``0.5 xᵀQx + cᵀx`` over ``x >= 0`` (and ``rᵀx = 1`` when ``r`` is
     given, with ``r > 0``), for a positive semi-definite ``Q``.
 
@@ -30,7 +36,8 @@ def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None) -> 
     tolerances blind to the gradients' scale: a task gradient 10⁶ times smaller
     than another keeps all its digits. Variables with ``Q_jj = 0`` (zero
     gradients) stay at 0; without an equality constraint they cannot lower the
-    objective, since ``c`` is in the range of ``Q`` in every use here.
+    objective, since ``c`` is in the range of ``Q`` in every use here. ``eps``
+    is the machine epsilon of the precision ``Q`` was computed in.
     """
     n = len(c)
     x = np.zeros(n)
@@ -43,12 +50,12 @@ def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None) -> 
     Qs = Q[np.ix_(live, live)] * scale[:, None] * scale[None, :]
     cs = c[live] * scale
     if r is None:
-        x[live] = _active_set(Qs, cs, None) * scale
+        x[live] = _active_set(Qs, cs, None, dependence_threshold(eps)) * scale
     else:
         rs = r[live] * scale
         top = float(rs.max())
         # rᵀx = 1  <=>  (rs/top)ᵀ(top·y) = 1 with y the scaled variables.
-        x[live] = _active_set(Qs, cs / top, rs / top) * scale / top
+        x[live] = _active_set(Qs, cs / top, rs / top, dependence_threshold(eps)) * scale / top
     return x
 
 
@@ -66,7 +73,7 @@ def _solve_face(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, P: np.ndarra
     return solution[:p], float(solution[p])
 
 
-def _face_is_singular(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> bool:
+def _face_is_singular(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray, threshold: float) -> bool:
     QP = Q[np.ix_(P, P)]
     if r is not None:
         p = P.size
@@ -76,10 +83,10 @@ def _face_is_singular(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> boo
         B[p, :p] = r[P]
         QP = B
     s = np.linalg.svd(QP, compute_uv=False)
-    return not s[-1] > _DEPENDENT * s[0]
+    return not s[-1] > threshold * s[0]
 
 
-def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None) -> np.ndarray:
+def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, dependent: float) -> np.ndarray:
     n = len(c)
     x = np.zeros(n)
     passive = np.zeros(n, dtype=bool)
@@ -103,7 +110,7 @@ def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None) -> np.ndarra
             return x
         j = int(np.argmax(np.where(candidates, gain, -np.inf)))
         passive[j] = True
-        if _face_is_singular(Q, r, np.flatnonzero(passive)):
+        if _face_is_singular(Q, r, np.flatnonzero(passive), dependent):
             passive[j] = False
             skip[j] = True
             continue
@@ -134,7 +141,7 @@ def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None) -> np.ndarra
     raise SolverError("active-set QP did not converge (iteration limit)")
 
 
-def min_norm_weights(K: np.ndarray) -> np.ndarray:
+def min_norm_weights(K: np.ndarray, eps: float = EPS64) -> np.ndarray:
     """``argmin_{w in simplex} wᵀKw``: the convex combination of the rows with the
     smallest norm (MGDA's problem).
 
@@ -145,17 +152,17 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
     zero = np.diag(K) <= 0
     if zero.any():
         return zero / zero.sum()
-    return active_set_qp(K, np.zeros(T), np.ones(T))
+    return active_set_qp(K, np.zeros(T), np.ones(T), eps)
 
 
-def lower_bounded_qp(K: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def lower_bounded_qp(K: np.ndarray, lower: np.ndarray, eps: float = EPS64) -> np.ndarray:
     """``argmin_v vᵀKv subject to v >= lower`` (elementwise).
 
     With ``v = lower + x`` this is a non-negative QP in ``x``; ``Gᵀv`` is the
     projection of ``Gᵀlower`` onto the dual cone ``{u : G u >= 0}``. When K is
     singular the minimiser ``v`` is not unique, but ``Gᵀv`` is.
     """
-    return lower + active_set_qp(K, K @ lower)
+    return lower + active_set_qp(K, K @ lower, eps=eps)
 
 
 def project_onto_simplex(v: np.ndarray) -> np.ndarray:
@@ -177,16 +184,17 @@ def correlation(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n, C
 
 
-def zero_in_hull(K: np.ndarray, noise: float) -> bool:
+def zero_in_hull(K: np.ndarray, eps: float) -> bool:
     """Whether 0 lies in the convex hull of the rows (some non-zero ``β >= 0`` has
-    ``Gᵀβ = 0``): a zero row, or a min-norm point of the *unit* rows below the
-    noise floor. Unit rows make the test blind to norm disparities, which do not
+    ``Gᵀβ = 0``): a zero row, or a min-norm point of the *unit* rows whose squared
+    norm is at the rounding noise of a Gramian formed with machine epsilon
+    ``eps``. Unit rows make the test blind to norm disparities, which do not
     change the answer."""
     n, C = correlation(K)
     if (n == 0).any():
         return True
-    w = min_norm_weights(C)
-    return float(w @ C @ w) <= noise
+    w = min_norm_weights(C, eps)
+    return float(w @ C @ w) <= 4 * len(K) * eps
 
 
 def damped_newton(
@@ -235,7 +243,9 @@ def damped_newton(
                     raise SolverError("Newton's method: no descent along the Newton direction")
         candidate = y + t * step
         new_grad, new_relative = residual(candidate)
-        if damped or new_relative < relative:
+        # Steps shortened by Armijo or by the boundary rule are progress even when the
+        # residual grows; only full Newton steps are judged by the residual.
+        if damped or t < 1.0 or new_relative < relative:
             y, grad, relative, stalled = candidate, new_grad, new_relative, 0
         else:
             stalled += 1

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from mtlcli.algorithms.aggregators._base import Aggregator, gramian_to_numpy, weights_like
+from mtlcli.algorithms.aggregators._base import Aggregator, gramian_to_numpy, input_eps, weights_like
 from mtlcli.algorithms.aggregators._dual_cone import check_eps, regularized_gramian
 from mtlcli.algorithms.aggregators._solvers import lower_bounded_qp
 
@@ -51,5 +51,6 @@ class UPGrad(Aggregator):
         K = regularized_gramian(gramian_to_numpy(gramian, task_ids), self.reg_eps, self.norm_eps)
         T = len(K)
         lower = np.eye(T) / T
-        w = sum(lower_bounded_qp(K, lower[i]) for i in range(T))
+        eps = input_eps(gramian)
+        w = sum(lower_bounded_qp(K, lower[i], eps) for i in range(T))
         return weights_like(w, gramian)
