@@ -184,7 +184,8 @@ class _Checker:
         if key in filled_by_args:
             self.add(self.loc.key(where), "bad-special-key", f"{key} is set twice: by _args_ and by name",
                      f"remove {key} from _args_ or the key {key!r}")
-        self.value(value, spec.annotation, where, _dotted(where))
+        if not (value is None and spec.default is None):  # `x: int = None` means Optional[int]
+            self.value(value, spec.annotation, where, _dotted(where))
         self.walk(value, where)
 
     def value(self, value: Any, annotation: Any, where: tuple, name: str) -> None:

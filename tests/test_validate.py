@@ -206,6 +206,20 @@ def test_class_split_checked_element_by_element(tmp_path):
     assert findings[1].message == "class_split[3][1]: expected int, got 'x' (str)"
 
 
+def test_null_is_accepted_where_the_default_is_none(tmp_path):
+    class ImplicitOptional:
+        def __init__(self, size: int = None, other: int = 1):  # PEP 484's old implicit Optional
+            pass
+
+    module = sys.modules[CASES]
+    module.ImplicitOptional = ImplicitOptional
+    try:
+        findings = check(tmp_path, None, f"_target_: {CASES}.ImplicitOptional\nsize: null\nother: null\n")
+        assert where(findings) == [(3, 8, "error", "type-mismatch")]
+    finally:
+        del module.ImplicitOptional
+
+
 def test_interpolations_are_not_type_checked_in_a_single_file(tmp_path):
     assert check(tmp_path, "trainer", "_target_: mtlcli.engine.Trainer\nmax_epochs: ${epochs}\n") == []
 
