@@ -292,10 +292,6 @@ def describe_mismatch(expected: dict, saved: dict) -> str:
     expected_tasks, saved_tasks = _head_tasks(expected), _head_tasks(saved)
     if list(expected_tasks) != list(saved_tasks):
         return f"the checkpoint has heads for tasks {list(saved_tasks)}, the config trains tasks {list(expected_tasks)}"
-    for task, shape in expected_tasks.items():
-        if saved_tasks[task] != shape:
-            return (f"task {task}'s head is {_shape(saved_tasks[task])} (classes x features) in the checkpoint "
-                    f"but {_shape(shape)} in the config's model")
     missing = [k for k in expected if k not in saved]
     unexpected = [k for k in saved if k not in expected]
     if missing or unexpected:
@@ -305,11 +301,18 @@ def describe_mismatch(expected: dict, saved: dict) -> str:
         if unexpected:
             parts.append(f"the checkpoint has {_some(unexpected)} that the config's model lacks")
         return "; ".join(parts) + " (another backbone or algorithm?)"
-    for key, value in expected.items():
+    heads = {f"heads.heads.{t}.{p}" for t in expected_tasks for p in ("weight", "bias")}
+    for key, value in expected.items():  # the shared part first: a head only follows the backbone's width
         other = saved[key]
-        if hasattr(value, "shape") and hasattr(other, "shape") and tuple(value.shape) != tuple(other.shape):
+        if key not in heads and hasattr(value, "shape") and hasattr(other, "shape") and value.shape != other.shape:
             return (f"{key} is {_shape(other.shape)} in the checkpoint but {_shape(value.shape)} in the config's "
                     f"model (another backbone size?)")
+    for task, shape in expected_tasks.items():
+        if saved_tasks[task][0] != shape[0]:
+            return f"task {task} has {saved_tasks[task][0]} classes in the checkpoint but {shape[0]} in the config"
+        if saved_tasks[task] != shape:
+            return (f"task {task}'s head reads {saved_tasks[task][1]} features in the checkpoint but {shape[1]} "
+                    f"in the config's model (another backbone size?)")
     return ""
 
 
