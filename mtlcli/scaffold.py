@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mtlcli.errors import MtlcliError, UsageError
-from mtlcli.signature import COMPONENT_KINDS, Field, Signature, TargetNotFound, locate, signature_of
+from mtlcli.signature import COMPONENT_KINDS, HYDRA_KEYS, Field, Signature, TargetNotFound, locate, signature_of
 from mtlcli.yamlvalues import Unwritable, plain_data, yaml_value
 
 ALGORITHM_KIND = "mtl_algorithm"
 COMMENT_WIDTH = 88
-SPECIAL_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 
 
 def snake_case(name: str) -> str:
@@ -181,7 +180,7 @@ def update_config(path: Path, sig: Signature) -> UpdateResult:
         raise MtlcliError(f"{shown}: could not merge new fields without changing the file's meaning "
                           f"(use --force to regenerate it)")
     settable = {f.name for f in sig.fields if f.settable}
-    stale = [k for k in keys if k not in settable and k not in SPECIAL_KEYS]
+    stale = [k for k in keys if k not in settable and k not in HYDRA_KEYS]
     return UpdateResult(merged, added, stale)
 
 

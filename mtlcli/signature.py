@@ -68,6 +68,9 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
     )
 }
 
+# Keys of a ``_target_`` node that are instructions to the instantiator, not arguments.
+HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+
 # Bases whose ``__init__(*args, **kwargs)`` takes nothing a config could set: the
 # walk up the MRO through ``**kwargs`` stops at them.
 _OPAQUE_BASES = {"builtins.object", "torch.nn.modules.module.Module", "typing.Generic"}

@@ -23,10 +23,9 @@ from typing import Any, Iterable, Sequence
 
 from mtlcli.diagnostics import ERROR, WARNING, Finding, finding
 from mtlcli.errors import ConfigError, Origin, UsageError
-from mtlcli.signature import COMPONENT_KINDS, Signature, TargetNotFound, locate, signature_of
+from mtlcli.signature import COMPONENT_KINDS, HYDRA_KEYS, Signature, TargetNotFound, locate, signature_of
 from mtlcli.typecheck import Mismatch, check_value, describe
 
-SPECIAL_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 UNFILLED = "???"
 _CONVERT_MODES = ("none", "partial", "object", "all")
 _YAML_SUFFIXES = (".yaml", ".yml")
@@ -160,7 +159,7 @@ class _Checker:
                      f"{', '.join(spec.injected)}", "add the line `_partial_: true`")
         filled_by_args = self._special_keys(node, at, sig)
         for key, value in node.items():
-            if key in SPECIAL_KEYS:
+            if key in HYDRA_KEYS:
                 continue
             self.field(sig, key, value, at, filled_by_args)
         if not partial:
@@ -243,7 +242,7 @@ class _Checker:
 
     def _walk_fields(self, node: dict, at: tuple) -> None:
         for key, value in node.items():
-            if key not in SPECIAL_KEYS:
+            if key not in HYDRA_KEYS:
                 self.walk(value, at + (key,))
 
 
