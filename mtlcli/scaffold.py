@@ -157,24 +157,18 @@ def update_config(path: Path, sig: Signature) -> UpdateResult:
     if text and not text.endswith("\n"):
         text += "\n"
     lines = text.splitlines(keepends=True)
-    keys = [k for k in data]
+    keys = list(data)
     key_line = {k: data.lc.key(k)[0] for k in keys}
-    blocks = [field_block(f) for f in sig.fields]
-    inserts: dict[int, list[str]] = {}
+    inserts: dict[int, list[str]] = {}  # line index -> blocks to insert after it
     added = []
-    anchor = _anchor(keys, key_line, "_partial_") if "_partial_" in data else _anchor(keys, key_line, "_target_")
-    for block in blocks:
+    anchor = "_partial_" if "_partial_" in data else "_target_"
+    for block in (field_block(f) for f in sig.fields):
         if block.name in data:
-            anchor = _anchor(keys, key_line, block.name)
+            anchor = block.name
         elif block.written:
-            inserts.setdefault(_block_end(lines, keys, key_line, anchor), []).append("\n" + block.text)
+            inserts.setdefault(_block_end(lines, key_line, anchor), []).append("\n" + block.text)
             added.append(block.name)
-    out = []
-    for index, line in enumerate(lines):
-        out.append(line)
-        out += inserts.get(index, [])
-    out = inserts.get(-1, []) + out
-    merged = "".join(out)
+    merged = "".join(line + "".join(inserts.get(index, [])) for index, line in enumerate(lines))
     reloaded = load_yaml_text(merged, shown)
     if any(name not in reloaded for name in added) or any(reloaded[k] != data[k] for k in keys):
         raise MtlcliError(f"{shown}: could not merge new fields without changing the file's meaning "
@@ -197,14 +191,8 @@ def _check_same_target(shown: str, data: dict, sig: Signature) -> None:
                           f"(use --force to replace the file, or --name to write another one)")
 
 
-def _anchor(keys: list, key_line: dict, name: str) -> str | None:
-    return name if name in key_line else None
-
-
-def _block_end(lines: list[str], keys: list, key_line: dict, anchor: str | None) -> int:
+def _block_end(lines: list[str], key_line: dict, anchor: str) -> int:
     """The last line of ``anchor``'s value (before the comments that introduce the next key)."""
-    if anchor is None:
-        return -1
     start = key_line[anchor]
     later = sorted(line for line in key_line.values() if line > start)
     end = (later[0] if later else len(lines)) - 1

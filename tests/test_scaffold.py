@@ -202,6 +202,22 @@ def test_update_keeps_values_comments_and_order_and_adds_new_fields(tmp_path):
     assert result.stale == ["old_knob"]
 
 
+def test_update_inserts_before_the_first_field_and_after_a_block_value(tmp_path):
+    target = _tunable()
+    path = tmp_path / "tunable.yaml"
+    path.write_text(f"_target_: {target}\ngamma:\n  - 5\n  - 6\n# a closing note")  # no final newline
+    result = update_config(path, resolve_algorithm(target))
+    assert result.text == (
+        f"_target_: {target}\n"
+        "\n# float: first knob.\nalpha: 0.5\n"
+        "\n# int: a knob added later.\nbeta: 3\n"
+        "gamma:\n  - 5\n  - 6\n"
+        "\n# str: how to combine.\nmode: sum\n"
+        "# a closing note\n"
+    )
+    assert result.added == ["alpha", "beta", "mode"] and result.stale == []
+
+
 def test_update_through_the_command_is_idempotent_and_reports_stale_keys(tmp_path, monkeypatch):
     target = _tunable()
     monkeypatch.chdir(tmp_path)
