@@ -325,6 +325,24 @@ def test_components_must_fit_together(tmp_path):
     assert findings[2].hint == "set input_dim: 64"
 
 
+def test_what_the_algorithm_needs_from_the_experiment(tmp_path):
+    name = "mtlcli_test_experiment_algorithms"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, FIXTURES / "experiment_algorithms.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    write(tmp_path, "mtl_algorithm", f"_target_: {name}.NeedsThreeTasks\ntask_weights: {{1: 2.0, 4: 1.0}}\n",
+          "needs_three.yaml")
+    text = EXPERIMENT.replace("joint_learning.yaml", "needs_three.yaml").replace("train_tasks: 5", "train_tasks: [1, 2]")
+    findings = experiment(tmp_path, text.replace("eval_tasks: 5", "eval_tasks: [1]"))
+    assert [(Path(f.path).name, f.line, f.col, f.severity, f.code) for f in findings] == [
+        ("exp.yaml", 10, 14, "error", "incompatible"),             # min_tasks = 3
+        ("needs_three.yaml", 2, 24, "warning", "incompatible"),    # a weight for task 4, which is not trained
+    ]
+    assert "needs at least 3 tasks" in findings[0].message
+
+
 def test_a_value_the_dataset_rejects(tmp_path):
     write(tmp_path, "mtl_dataset", "_target_: mtlcli.data.MTLDatasetFromCL\ncl_dataset:\n"
           "  _target_: mtlcli.data.SplitDigits\n  class_split: {1: [0, 12]}\nbatch_size: 8\n", "bad_split.yaml")
