@@ -611,3 +611,22 @@ def test_simplex_projection(v):
     assert (p >= 0).all() and math.isclose(p.sum(), 1.0)
     for trial in np.eye(len(v)):  # no vertex is closer than the projection
         assert np.linalg.norm(v - p) <= np.linalg.norm(v - trial) + 1e-12
+
+
+def test_empty_state_resets_gradvac_and_a_foreign_device_stream_is_refused():
+    G = generic(22, 3, 4)
+    gradvac = agg.GradVac()
+    first = gradvac(G)
+    gradvac(G)
+    gradvac.load_state_dict({})
+    torch.testing.assert_close(gradvac(G), first)
+
+    graddrop = agg.GradDrop()
+    graddrop.load_state_dict({"generator": torch.Generator().get_state(), "generator_device": "cuda"})
+    with pytest.raises(ValueError, match="saved on cuda and cannot continue on cpu"):
+        graddrop(G)
+
+
+def test_pcgrad_random_order_for_two_tasks_is_the_index_order():
+    G = generic(23, 2, 5)
+    torch.testing.assert_close(agg.PCGrad(order="random", seed=1)(G), agg.PCGrad()(G))

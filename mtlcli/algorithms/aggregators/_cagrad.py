@@ -16,12 +16,13 @@ RESCALES = (0, 1, 2)
 
 def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray):
     """Minimiser of ``F(w) = bᵀw + rho ||Gᵀw||`` on the affine hull of the face
-    ``support`` (closed form), or None when it does not exist or violates the
-    optimality conditions of the whole simplex.
+    ``support`` (closed form) as ``(w, r, optimal)``, or None when it does not
+    exist; ``optimal`` says whether it satisfies the optimality conditions of the
+    whole simplex.
 
     On the face, stationarity ``b + rho K w / ||Gᵀw|| = mu 1`` with ``1ᵀw = 1``
     gives ``w = A1/α - A e / r`` where ``A = K_SS⁻¹``, ``α = 1ᵀA1``,
-    ``e = b - (1ᵀAb/α) 1`` and ``r = sqrt(α (rho² - eᵀAe))`` is also the
+    ``e = b - (1ᵀAb/α) 1`` and ``r = sqrt(α (rho² - eᵀAe))``, which is also the
     coefficient ``rho / ||Gᵀw||``.
     """
     S = support
@@ -42,19 +43,17 @@ def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray
         return None
     r = math.sqrt(discriminant)
     w_face = A1 / alpha - Ae / r
-    if (w_face < -1e-12 * np.abs(w_face).max()).any():
-        return None
     w = np.zeros(len(K))
     w[S] = np.maximum(w_face, 0.0)
+    if (w_face < -1e-12 * np.abs(w_face).max()).any():
+        return w, r, False
     # Optimality on the simplex: no other vertex is a descent direction.
     mu = float((b + r * (K @ w))[S] @ w[S])
     reduced = b + r * (K @ w) - mu
     size = np.abs(b) + r * (np.abs(K) @ w) + abs(mu)
     outside = np.ones(len(K), dtype=bool)
     outside[S] = False
-    if (reduced[outside] < -1e-9 * size[outside]).any():
-        return None
-    return w, r
+    return w, r, not (reduced[outside] < -1e-9 * size[outside]).any()
 
 
 def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, float]:
@@ -63,30 +62,37 @@ def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, flo
 
     The optimal point ``x* = Gᵀw*`` is the projection of ``-t* g0`` onto the
     convex hull of the rows, for the ``t*`` with ``||x(t*)|| = rho t*`` (the
-    optimality conditions of both problems coincide there). Bisection on ``t``
-    (each step an exact min-norm QP) finds the optimal face; the closed form on
-    that face gives the exact answer, checked against the optimality conditions.
+    optimality conditions of both problems coincide there). A safeguarded
+    search on ``t`` (each step an exact min-norm QP, bisection when the guess
+    below leaves the bracket) finds the optimal face; the closed form on that
+    face gives the exact answer, checked against the optimality conditions. The
+    closed form on a wrong face still proposes the next ``t``: ``1/r``.
     """
     T = len(K)
     b = K.sum(axis=1) / T
     g0_squared = float(b.sum()) / T
     ones = np.ones(T)
     lo, hi = 0.0, 2.0 * math.sqrt(float(np.max(np.diag(K)))) / rho
+    t = 0.5 * hi
     tried: set[tuple[int, ...]] = set()
     for _ in range(200):
-        t = 0.5 * (lo + hi)
         shifted = K + t * (np.outer(b, ones) + np.outer(ones, b)) + t * t * g0_squared
         w = min_norm_weights(shifted, eps)
-        support = tuple(np.flatnonzero(w > 0))
-        if support not in tried:
-            tried.add(support)
-            found = _face_solution(K, b, rho, np.asarray(support))
-            if found is not None:
-                return found
         if math.sqrt(max(float(w @ K @ w), 0.0)) > rho * t:
             lo = t
         else:
             hi = t
+        support = tuple(np.flatnonzero(w > 0))
+        guess = None
+        if support not in tried:
+            tried.add(support)
+            found = _face_solution(K, b, rho, np.asarray(support))
+            if found is not None:
+                w_face, r, optimal = found
+                if optimal:
+                    return w_face, r
+                guess = 1.0 / r
+        t = guess if guess is not None and lo < guess < hi else 0.5 * (lo + hi)
     raise SolverError("CAGrad's inner problem: no face satisfied the optimality conditions")
 
 

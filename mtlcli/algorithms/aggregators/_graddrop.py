@@ -46,7 +46,7 @@ class GradDrop(Aggregator):
         self.leak = float(leak)
         self.seed = int(seed)
         self._generator: torch.Generator | None = None
-        self._pending_state: Tensor | None = None
+        self._pending_state: tuple[str, Tensor] | None = None  # (device type, generator state)
 
     def __call__(
         self, G: Tensor, task_ids: Sequence[int] | None = None, generator: torch.Generator | None = None
@@ -68,17 +68,25 @@ class GradDrop(Aggregator):
         if self._generator is None or self._generator.device.type != device.type:
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
             if self._pending_state is not None:
-                self._generator.set_state(self._pending_state)
+                saved_on, state = self._pending_state
+                if saved_on != device.type:
+                    raise ValueError(
+                        f"GradDrop's random stream was saved on {saved_on} and cannot continue on {device.type}"
+                    )
+                self._generator.set_state(state)
                 self._pending_state = None
         return self._generator
 
     def state_dict(self) -> dict[str, Any]:
-        if self._generator is None:
-            return {} if self._pending_state is None else {"generator": self._pending_state}
-        return {"generator": self._generator.get_state()}
+        if self._generator is not None:
+            return {"generator": self._generator.get_state(), "generator_device": self._generator.device.type}
+        if self._pending_state is not None:
+            return {"generator": self._pending_state[1], "generator_device": self._pending_state[0]}
+        return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._generator = None
+        self._pending_state = None
         if "generator" in state:
-            # Applied to the generator when it is next used, on the device of the gradients.
-            self._generator = None
-            self._pending_state = state["generator"]
+            # Applied when the generator is next used, on the device of the gradients.
+            self._pending_state = (str(state.get("generator_device", "cpu")), state["generator"])

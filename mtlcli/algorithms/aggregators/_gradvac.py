@@ -116,6 +116,10 @@ class GradVac(Aggregator):
         return {"phi_hat": torch.from_numpy(self._phi_hat.copy()), **self._order.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "phi_hat" not in state:  # a checkpoint from before any step
+            self._phi_hat = np.zeros((0, 0))
+            self._order.load_state_dict(state)
+            return
         phi_hat = torch.as_tensor(state["phi_hat"]).detach().cpu().double().numpy()
         if phi_hat.ndim != 2 or phi_hat.shape[0] != phi_hat.shape[1]:
             raise ValueError(f"GradVac phi_hat must be a square matrix, got shape {phi_hat.shape}")

@@ -8,17 +8,19 @@ import numpy as np
 from torch import Tensor
 
 from mtlcli.algorithms.aggregators._base import Aggregator, gramian_to_numpy, input_eps, weights_like
+from mtlcli.algorithms.aggregators._solvers import dependence_threshold
 
 FORMS = ("closed_form", "pinv")
 
 
-def imtl_closed_form(K: np.ndarray) -> np.ndarray:
+def imtl_closed_form(K: np.ndarray, eps: float) -> np.ndarray:
     """Weights ``α`` with ``Σα = 1`` and ``d·u_i`` equal for every non-zero row.
 
     These are the conditions ``Kα = λn``, ``1ᵀα = 1``. When ``K`` is
     non-singular the solution is ``K⁻¹n / 1ᵀK⁻¹n``, computed that way because
     it is better conditioned than the bordered system (nearly collinear rows
-    keep 10 digits). Otherwise (T > d, identical rows) the bordered system
+    keep 10 digits). Otherwise (T > d, identical rows; "singular" at the
+    rounding level of the precision ``eps`` the Gramian was formed in) the bordered system
     ``[[K, -n], [1ᵀ, 0]]`` is solved by least squares (minimum-norm solution
     when the rule leaves a free direction). Rows and columns are first scaled by
     powers of two, which is exact, so norm ratios of 10⁶ cost no precision.
@@ -34,10 +36,11 @@ def imtl_closed_form(K: np.ndarray) -> np.ndarray:
     Ks = K[np.ix_(live, live)] * scale[:, None] * scale[None, :]
     ns = n[live] * scale
     singular_values = np.linalg.svd(Ks, compute_uv=False)
-    if singular_values[-1] > 1e-13 * singular_values[0]:
+    threshold = dependence_threshold(eps)
+    if singular_values[-1] > threshold * singular_values[0]:
         v = scale * np.linalg.solve(Ks, ns)  # K⁻¹n
         total = float(v.sum())
-        if abs(total) > 1e-13 * float(np.abs(v).sum()):
+        if abs(total) > threshold * float(np.abs(v).sum()):
             alpha[live] = v / total
             return alpha
     top = float(scale.max())
@@ -47,7 +50,7 @@ def imtl_closed_form(K: np.ndarray) -> np.ndarray:
     bordered[m, :m] = scale / top
     rhs = np.zeros(m + 1)
     rhs[m] = 1.0 / top
-    alpha[live] = scale * np.linalg.lstsq(bordered, rhs, rcond=1e-13)[0][:m]
+    alpha[live] = scale * np.linalg.lstsq(bordered, rhs, rcond=threshold)[0][:m]
     return alpha
 
 
@@ -115,5 +118,5 @@ class IMTLG(Aggregator):
     def weights(self, gramian: Tensor, task_ids: Sequence[int] | None = None) -> Tensor:
         K = gramian_to_numpy(gramian, task_ids)
         if self.form == "closed_form":
-            return weights_like(imtl_closed_form(K), gramian)
+            return weights_like(imtl_closed_form(K, input_eps(gramian)), gramian)
         return weights_like(imtl_pinv(K, input_eps(gramian)), gramian)

@@ -59,30 +59,30 @@ def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None, eps
     return x
 
 
-def _solve_face(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> tuple[np.ndarray, float]:
-    """Minimiser on the face ``{x_i = 0 for i not in P}`` (and ``rᵀx = 1``), with its multiplier."""
+def _face_system(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> np.ndarray:
+    """The matrix of the face ``{x_i = 0 for i not in P}``: ``Q_PP``, bordered by
+    ``r_P`` when there is an equality constraint."""
     QP = Q[np.ix_(P, P)]
     if r is None:
-        return np.linalg.solve(QP, -c[P]), 0.0
+        return QP
     p = P.size
     bordered = np.zeros((p + 1, p + 1))
     bordered[:p, :p] = QP
     bordered[:p, p] = r[P]
     bordered[p, :p] = r[P]
-    solution = np.linalg.solve(bordered, np.concatenate([-c[P], [1.0]]))
-    return solution[:p], float(solution[p])
+    return bordered
+
+
+def _solve_face(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimiser on the face (and ``rᵀx = 1``), with the constraint's multiplier."""
+    if r is None:
+        return np.linalg.solve(_face_system(Q, r, P), -c[P]), 0.0
+    solution = np.linalg.solve(_face_system(Q, r, P), np.concatenate([-c[P], [1.0]]))
+    return solution[:-1], float(solution[-1])
 
 
 def _face_is_singular(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray, threshold: float) -> bool:
-    QP = Q[np.ix_(P, P)]
-    if r is not None:
-        p = P.size
-        B = np.zeros((p + 1, p + 1))
-        B[:p, :p] = QP
-        B[:p, p] = r[P]
-        B[p, :p] = r[P]
-        QP = B
-    s = np.linalg.svd(QP, compute_uv=False)
+    s = np.linalg.svd(_face_system(Q, r, P), compute_uv=False)
     return not s[-1] > threshold * s[0]
 
 
@@ -99,9 +99,10 @@ def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, dependent: f
         passive[k] = True
         nu = -(Q[k, k] * x[k] + c[k]) / r[k]
     skip = np.zeros(n, dtype=bool)  # candidates that cannot enter at the current x
+    abs_Q, abs_c = np.abs(Q), np.abs(c)
     for _ in range(30 * (n + 1)):
         gain = -(Q @ x + c)  # minus the gradient: how much each variable wants to grow
-        noise = np.abs(Q) @ np.abs(x) + np.abs(c)
+        noise = abs_Q @ np.abs(x) + abs_c  # size of the terms summed into the gain
         if r is not None:
             gain -= nu * r
             noise += abs(nu) * r
