@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from mtlcli.engine import distributed
 from mtlcli.errors import ConfigError, MtlcliError, Origin
 
 CONFIG_FILE = "config.yaml"
@@ -137,10 +138,14 @@ def _check_backbone(backbone, dataset, task_id: int, composed) -> int:
     return int(out.shape[1])
 
 
-def run_data(built: BuiltRun):
-    """Move the task-labelled splits to the device once; build the mixed batch sampler."""
+def run_data(built: BuiltRun, world=None):
+    """Move the task-labelled splits to the device once; build the mixed batch sampler
+    (in a data-parallel ``world``, each process samples its piece of every global batch)."""
     from mtlcli.data import MixedBatchSampler
     from mtlcli.engine import RunData, TaskData
+    from mtlcli.engine.distributed import World
+
+    world = world or World()
 
     def split(tasks, name):
         mixed = built.dataset.mixed(tasks, name)
@@ -154,11 +159,27 @@ def run_data(built: BuiltRun):
     test = split(built.eval_tasks, "test")
     if test is None:
         raise MtlcliError("the evaluation tasks have no test samples")
+    _check_pieces(len(train), built.dataset.batch_size, world.world_size)
     sampler = MixedBatchSampler(len(train), built.dataset.batch_size, seed=int(built.config.get("global_seed", 0)),
-                                device=built.device)
+                                rank=world.rank, world_size=world.world_size, device=built.device)
     return RunData(train=train, val=split(built.train_tasks, "val"), test=test,
                    num_classes=dict(built.model.heads.num_classes), batch_size=built.dataset.batch_size,
                    sampler=sampler)
+
+
+def _check_pieces(num_samples: int, batch_size: int, world_size: int) -> None:
+    """Every process needs at least one row of every global batch (an empty piece has no loss
+    to differentiate, and BatchNorm cannot normalise it)."""
+    if world_size == 1:
+        return
+    last = num_samples % batch_size
+    if batch_size < world_size:
+        raise MtlcliError(f"mtl_dataset.batch_size={batch_size} is smaller than the {world_size} processes: each "
+                          f"process needs a piece of every batch (batch_size is the global batch)")
+    if 0 < last < world_size:
+        raise MtlcliError(f"the last training batch of each epoch has {last} sample(s), fewer than the {world_size} "
+                          f"processes ({num_samples} samples, batch_size={batch_size}); choose a batch_size that "
+                          f"leaves at least {world_size} samples or none in the last batch")
 
 
 def _progress(quiet: bool):
@@ -206,15 +227,46 @@ def train_command(experiment: Optional[str], overrides: list[str], *, config_dir
     _check_experiment_file(composed)
     _check(composed)
     config = composed.config
+    devices = _requested_devices(config, composed)
+    if devices > 1 and not distributed.launched_by_torchrun():
+        argv = ["train", experiment, *overrides, *(["--config-dir", str(config_dir)] if config_dir else []),
+                *(["--quiet"] if quiet else [])]
+        return _launch(devices, argv)
     built = build_run(config, composed)
-    data = run_data(built)
-    output_dir = _new_output_dir(config, composed)
-    atomic_write_text(output_dir / CONFIG_FILE, composed.to_yaml(), overwrite=False)
-    progress = _progress(quiet)
-    progress.message(f"training {config.get('expr_name', experiment)}: tasks {built.train_tasks} on {built.device}, "
-                     f"output in {output_dir}")
-    results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, output_dir, progress)
-    _print_summary("test", results, output_dir)
+    with distributed.process_group(built.device) as world:
+        distributed.check_devices(devices, world)
+        data = run_data(built, world)
+
+        def create_output_dir() -> Path:
+            output_dir = _new_output_dir(config, composed)
+            atomic_write_text(output_dir / CONFIG_FILE, composed.to_yaml(), overwrite=False)
+            return output_dir
+
+        output_dir = distributed.on_main(create_output_dir, built.device)  # rank 0's path, on every rank
+        progress = _progress(quiet or not world.is_main)
+        where = f"{world.world_size} processes ({world.backend})" if world.distributed else str(built.device)
+        progress.message(f"training {config.get('expr_name', experiment)}: tasks {built.train_tasks} on {where}, "
+                         f"output in {output_dir}")
+        results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, output_dir, progress)
+        if world.is_main:
+            _print_summary("test", results, output_dir)
+
+
+def _requested_devices(config: dict, composed) -> int:
+    """``trainer.devices`` (validated by the Trainer itself), before anything heavy is built."""
+    from mtlcli.instantiate import instantiate
+
+    return int(getattr(instantiate(_section(config, "trainer", composed), origins=composed, path="trainer"),
+                       "devices", 1))
+
+
+def _launch(devices: int, argv: list[str]) -> None:
+    """Run the same command in ``devices`` processes under torchrun; leave with their exit code."""
+    from mtlcli import cli
+
+    code = distributed.launch(devices, (["--debug"] if getattr(cli, "_DEBUG", False) else []) + argv)
+    if code != 0:
+        raise SystemExit(code)
 
 
 def _check(composed) -> None:
@@ -362,18 +414,41 @@ def resume_command(run_dir: Path, *, quiet: bool = False) -> None:
         raise MtlcliError(f"run {run_dir} has no checkpoint ({CHECKPOINT_FILE}): it stopped before its first "
                           f"epoch ended, so there is nothing to resume; start it again with mtlcli train")
     checkpoint = load_checkpoint(checkpoint_path)
+    devices = _requested_devices(config, None)
+    _check_same_world(run_dir, checkpoint, devices)
+    if devices > 1 and not distributed.launched_by_torchrun():
+        return _launch(devices, ["train", "--resume", str(run_dir), *(["--quiet"] if quiet else [])])
     built = build_run(config)
     epoch = checkpoint.get("epoch")
     if isinstance(epoch, int) and epoch >= built.trainer.max_epochs and (run_dir / "metrics" / "test.csv").is_file():
         raise MtlcliError(f"run {run_dir} already finished ({built.trainer.max_epochs} epochs); nothing to resume "
                           f"(evaluate it with: mtlcli evaluate {run_dir})")
-    data = run_data(built)
-    _load_training_state(built, checkpoint, checkpoint_path)
-    restore_rng_state(checkpoint["rng"])
-    progress = _progress(quiet)
-    progress.message(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['batch'] + 1}")
-    results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, run_dir, progress, state=checkpoint)
-    _print_summary("test", results, run_dir)
+    with distributed.process_group(built.device) as world:
+        distributed.check_devices(devices, world)
+        data = run_data(built, world)
+        _load_training_state(built, checkpoint, checkpoint_path)
+        per_rank = checkpoint.get("rng_per_rank")
+        restore_rng_state(per_rank[world.rank] if per_rank else checkpoint["rng"])
+        progress = _progress(quiet or not world.is_main)
+        progress.message(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['batch'] + 1}")
+        results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, run_dir, progress,
+                                    state=checkpoint)
+        if world.is_main:
+            _print_summary("test", results, run_dir)
+
+
+def _check_same_world(run_dir: Path, checkpoint: dict, devices: int) -> None:
+    """A run resumes with the number of processes it was trained with (the sampler's
+    pieces, each process's random streams and the optimizer state all assume it)."""
+    saved = int(checkpoint.get("world_size", 1))
+    world = distributed.env_world()
+    now = world.world_size if distributed.launched_by_torchrun() else devices
+    if saved == now:
+        return
+    how = ("mtlcli train --resume {dir}" if saved == 1 else
+           f"torchrun --nproc_per_node={saved} -m mtlcli train --resume {{dir}}")
+    raise MtlcliError(f"run {run_dir} was trained with {saved} process(es) and cannot resume with {now}; "
+                      f"resume it with the same number: {how.format(dir=run_dir)}")
 
 
 def evaluate_command(run_dir: Path, *, eval_tasks: Optional[list[int]] = None, checkpoint: Optional[Path] = None) -> None:

@@ -19,12 +19,16 @@ so it is part of ``state_dict`` and of the checkpoint, loadable with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtlcli.heads import MTLHeads, TaskLogits
+
+if TYPE_CHECKING:
+    from mtlcli.engine.distributed import DistributedStep
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -57,19 +61,37 @@ class MTLAlgorithm(nn.Module):
         heads: one classification head per task.
     """
 
+    #: Data-parallel training: False lets DistributedDataParallel average ``.grad``
+    #: after :meth:`backward` (methods whose update is the gradient of one scalar);
+    #: True when :meth:`backward` averages what it needs over processes itself
+    #: (gradient methods average each task's gradient before aggregating).
+    averages_own_gradients: ClassVar[bool] = False
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads):
         super().__init__()
         self.backbone = backbone
         self.heads = heads
+        # the running step's link to the global batch (data-parallel runs), set by
+        # training_step for the duration of backward(); None on one process
+        self.distributed_step: Optional[DistributedStep] = None
 
     # -- forward -----------------------------------------------------------
     def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> dict[int, TaskLogits]:
         return self.heads(self.backbone(x), task_id)
 
     @staticmethod
-    def task_losses(outputs: dict[int, TaskLogits], y: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Mean cross-entropy of each task present, over that task's rows."""
-        return {t: F.cross_entropy(o.logits, y.index_select(0, o.index)) for t, o in outputs.items()}
+    def task_losses(outputs: dict[int, TaskLogits], y: torch.Tensor,
+                    step: Optional[DistributedStep] = None) -> dict[int, torch.Tensor]:
+        """Mean cross-entropy of each task present, over that task's rows.
+
+        In a data-parallel ``step``: each task's mean over the rows of the global batch
+        (all processes' pieces), for every task present in it (see
+        ``DistributedStep.global_task_means``).
+        """
+        if step is None:
+            return {t: F.cross_entropy(o.logits, y.index_select(0, o.index)) for t, o in outputs.items()}
+        sums = {t: F.cross_entropy(o.logits, y.index_select(0, o.index), reduction="sum") for t, o in outputs.items()}
+        return step.global_task_means(sums, {t: o.index.numel() for t, o in outputs.items()})
 
     @staticmethod
     def check_finite(task_losses: dict[int, torch.Tensor]) -> None:
@@ -80,12 +102,21 @@ class MTLAlgorithm(nn.Module):
                     raise NonFiniteLossError(t, v)
 
     # -- training ----------------------------------------------------------
-    def training_step(self, x: torch.Tensor, y: torch.Tensor, task_id: torch.Tensor) -> StepOutput:
-        """Forward a mixed batch, form per-task losses, and fill ``.grad`` of every parameter."""
-        outputs = self(x, task_id)
-        losses = self.task_losses(outputs, y)
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, task_id: torch.Tensor,
+                      step: Optional[DistributedStep] = None) -> StepOutput:
+        """Forward a mixed batch, form per-task losses, and fill ``.grad`` of every parameter.
+
+        ``step`` (data-parallel runs): this process holds one piece of the global batch;
+        the forward goes through DistributedDataParallel and the losses are global means.
+        """
+        outputs = (self if step is None else step.forward)(x, task_id)
+        losses = self.task_losses(outputs, y, step)
         self.check_finite(losses)
-        loss = self.backward(losses)
+        self.distributed_step = step
+        try:
+            loss = self.backward(losses)
+        finally:
+            self.distributed_step = None
         return StepOutput(
             loss=loss.detach(),
             task_losses={t: v.detach() for t, v in losses.items()},

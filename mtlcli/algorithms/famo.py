@@ -100,16 +100,17 @@ class FAMO(LossWeighting):
         denom = (self.adam_exp_avg_sq.sqrt() / math.sqrt(bias2)).add_(_ADAM_EPS)
         self.logits.addcdiv_(self.adam_exp_avg, denom, value=-self.w_lr / bias1)
 
-    def training_step(self, x: torch.Tensor, y: torch.Tensor, task_id: torch.Tensor) -> StepOutput:
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, task_id: torch.Tensor, step=None) -> StepOutput:
         # The optimizer stepped since the last call, so the pending batch now shows the loss decrease.
+        # (Data-parallel: ``step`` makes the re-evaluated losses global means, as the step's own.)
         if self._pending is not None:
             px, py, ptask, before = self._pending
             self._pending = None
             with torch.no_grad():
-                after = self.task_losses(self(px, ptask), py)
+                after = self.task_losses(self(px, ptask), py, step)
             self.check_finite(after)
             self.update_logits(before, after)
-        out = super().training_step(x, y, task_id)
+        out = super().training_step(x, y, task_id, step)
         self._pending = (x.detach(), y.detach(), task_id.detach(), out.task_losses)
         return out
 

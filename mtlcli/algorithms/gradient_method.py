@@ -72,6 +72,10 @@ class GradientMethod(MTLAlgorithm):
             (the fast path or an error), ``batched`` or ``loop`` (force the general path).
     """
 
+    # data-parallel runs: the engine averages each task's gradient over processes
+    # before aggregation, so every process aggregates the same global Jacobian
+    averages_own_gradients = True
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads, aggregator: Any = None,
                  gradient_path: GradientPath = "auto"):
         super().__init__(backbone, heads)
@@ -122,7 +126,7 @@ class GradientMethod(MTLAlgorithm):
     def task_gradients(self, task_losses: dict[int, Tensor]) -> TaskGradients:
         """This step's per-task gradients from the engine (consumes the graph)."""
         return self.engine.compute(task_losses, "jacobian" if self.needs_jacobian else "gramian",
-                                   self.gramian_params())
+                                   self.gramian_params(), distributed=self.distributed_step)
 
     def aggregate(self, grads: TaskGradients, losses: Tensor, task_ids: list[int]) -> Update:
         """The method's rule: per-task gradients (+ detached losses) -> update."""

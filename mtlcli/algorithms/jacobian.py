@@ -373,7 +373,7 @@ class TaskGradientEngine:
 
     # -- backward side -------------------------------------------------------
     def compute(self, task_losses: dict[int, Tensor], need: Literal["gramian", "jacobian"] = "gramian",
-                gramian_params: Sequence[Tensor] | None = None) -> TaskGradients:
+                gramian_params: Sequence[Tensor] | None = None, distributed=None) -> TaskGradients:
         """Per-task gradients of the tasks in ``task_losses`` (consumes the graph).
 
         Args:
@@ -381,9 +381,16 @@ class TaskGradientEngine:
             need: ``gramian`` (T x T only, when the fast path allows) or ``jacobian`` (T x P).
             gramian_params: restrict the Gramian to these shared parameters (e.g. the last
                 shared layer for GradNorm); the update still covers every shared parameter.
+            distributed: the data-parallel step (``mtlcli.engine.distributed.DistributedStep``)
+                or None. ``task_losses`` then holds every task of the global batch; see
+                :func:`_averaged_over_processes`.
         """
         if need not in ("gramian", "jacobian"):
             raise ValueError(f"need must be 'gramian' or 'jacobian', got {need!r}")
+        if distributed is not None:
+            local = set(distributed.local_task_ids)
+            mine = self.compute({t: loss for t, loss in task_losses.items() if t in local}, "jacobian", gramian_params)
+            return _averaged_over_processes(mine, list(task_losses), self.heads, gramian_params, distributed)
         rec = self.take_recording()
         task_ids = list(task_losses)
         losses = [task_losses[t] for t in task_ids]
@@ -593,6 +600,54 @@ class RepresentationGradients:
                 if g is not None:
                     _accumulate(p, g if head_weights is None else g * head_weights[k].detach().to(g.dtype))
         self._z = self._z_grad = None
+
+
+# ---------------------------------------------------------------------------
+# data-parallel runs
+# ---------------------------------------------------------------------------
+def _averaged_over_processes(mine: TaskGradients, task_ids: list[int], heads: nn.Module,
+                             gramian_params: Sequence[Tensor] | None, distributed) -> TaskGradients:
+    """The global batch's per-task gradients, the same on every process.
+
+    ``mine`` holds this process's tasks (those with rows in its piece); the losses
+    behind it carry ``world_size`` times this piece's share of each task's gradient
+    (``DistributedStep.global_task_means``), so the average over processes of each
+    task's row is that task's gradient over the global batch. Shared-parameter rows,
+    head gradients and the "parameter reached" flags travel in one buffer (a task
+    absent from a piece contributes zeros). The Jacobian is always formed: the Gramian
+    of a sum over processes is not the sum of their Gramians.
+    """
+    params = mine.params
+    jac = mine.jacobian
+    T, P = len(task_ids), jac.shape[1]
+    slot = {t: k for k, t in enumerate(task_ids)}
+    head_params = [[p for p in heads.head(t).parameters() if p.requires_grad] for t in task_ids]
+    head_sizes = [sum(p.numel() for p in ps) for ps in head_params]
+    buffer = torch.zeros(T * P + sum(head_sizes) + len(params), dtype=jac.dtype, device=jac.device)
+    jacobian = buffer[:T * P].view(T, P)
+    head_flat = buffer[T * P:T * P + sum(head_sizes)].split(head_sizes)
+    reached = buffer[T * P + sum(head_sizes):]
+    for k, t in enumerate(mine.task_ids):
+        jacobian[slot[t]] = jac[k]
+        pieces = [torch.zeros_like(p).reshape(-1) if g is None else g.reshape(-1)
+                  for p, g in zip(mine._head_params[k], mine._head_grads[k])]
+        if pieces:
+            head_flat[slot[t]].copy_(torch.cat(pieces))
+    reached.copy_(torch.tensor([1.0 if u else 0.0 for u in mine._used], dtype=jac.dtype))
+    distributed.average_(buffer)
+    used = [u > 0 for u in reached.tolist()]
+    head_grads = [list(flat.split([p.numel() for p in ps])) for flat, ps in zip(head_flat, head_params)]
+    head_grads = [[g.view_as(p) for g, p in zip(gs, ps)] for gs, ps in zip(head_grads, head_params)]
+    if gramian_params is None:
+        jw = _wide(jacobian)
+    else:
+        subset = {id(p) for p in gramian_params}
+        mask = torch.cat([torch.full((p.numel(),), id(p) in subset, dtype=torch.bool, device=jac.device)
+                          for p in params])
+        jw = _wide(jacobian[:, mask])
+    gramian = jw @ jw.T
+    mine._release()
+    return TaskGradients(task_ids, mine.path, mine.reason, params, gramian, jacobian, used, head_params, head_grads)
 
 
 def _row_positions(task_id: Tensor, task_ids: list[int]) -> Tensor:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from mtlcli.algorithms import aggregators
 from mtlcli.algorithms.gradient_method import GradientMethod, Update
 from mtlcli.algorithms.jacobian import GradientPath, RepresentationGradients, TaskGradients
+from mtlcli.errors import MtlcliError
 from mtlcli.heads import MTLHeads
 
 
@@ -61,6 +62,9 @@ class MGDA(GradientMethod):
 
     def task_gradients(self, task_losses: dict[int, Tensor]) -> TaskGradients | RepresentationGradients:
         if self.mgda_ub:
+            if self.distributed_step is not None:
+                raise MtlcliError("MGDA with mgda_ub=true does not support several processes yet; "
+                                  "set mtl_algorithm.mgda_ub=false or train with one process")
             return self.engine.representation_gradients(task_losses)
         return super().task_gradients(task_losses)
 

@@ -7,6 +7,7 @@ otherwise watch a cumulative mean).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -44,12 +45,24 @@ class TaskMetrics:
             self._count[t] += n
 
     def compute(self) -> list[TaskResult]:
-        """One result per task that saw at least one sample, in task order."""
-        return [
-            TaskResult(t, float(self._loss[t].compute()), float(self._accuracy[t].compute()), self._count[t])
-            for t in sorted(self._loss)
-            if self._count[t] > 0
-        ]
+        """One result per task that saw at least one sample, in task order.
+
+        Data-parallel: each process updated with its shard; the counts are summed over
+        processes first, so every process computes (and torchmetrics syncs) the same
+        tasks, and the results cover the whole split.
+        """
+        from mtlcli.engine.distributed import all_reduce_sum_
+
+        tasks = sorted(self._loss)
+        device = self._accuracy[tasks[0]].device if tasks else "cpu"
+        counts = all_reduce_sum_(torch.tensor([self._count[t] for t in tasks], dtype=torch.long, device=device))
+        with warnings.catch_warnings():  # a task missing from this process's shard is expected
+            warnings.filterwarnings("ignore", message=".*was called before the ``update`` method")
+            return [
+                TaskResult(t, float(self._loss[t].compute()), float(self._accuracy[t].compute()), int(n))
+                for t, n in zip(tasks, counts.tolist())
+                if n > 0
+            ]
 
 
 def average(results: list[TaskResult]) -> TaskResult:

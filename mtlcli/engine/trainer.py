@@ -2,6 +2,11 @@
 
 batch -> ``model.training_step`` (the one place an algorithm plugs in) -> clip ->
 optimizer step -> scheduler -> per-epoch validation -> checkpoint; finally test.
+
+The same loop runs data-parallel when the process group is up (see
+:mod:`mtlcli.engine.distributed`): the model runs under DistributedDataParallel,
+each step hands the algorithm a :class:`DistributedStep`, evaluation runs on one
+shard per process with torchmetrics' sync, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Literal, Optional
 import torch
 
 from mtlcli.algorithms.base import MTLAlgorithm, NonFiniteLossError
-from mtlcli.engine import outputs
+from mtlcli.engine import distributed, outputs
 from mtlcli.engine.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from mtlcli.engine.evaluation import evaluate
 from mtlcli.engine.metrics import TaskResult, average
@@ -90,7 +95,8 @@ class _TrainAccumulator:
 
 
 class Trainer:
-    """Runs the multi-task training loop on one device.
+    """Runs the multi-task training loop on one device, or on several processes
+    (data-parallel, one device each) when started by torchrun or with ``devices > 1``.
 
     Args:
         max_epochs: number of passes over the mixed training data.
@@ -99,6 +105,12 @@ class Trainer:
         gradient_clip_val: clip the global gradient norm to this value; null disables clipping.
         lr_scheduler_interval: step the lr scheduler every ``epoch`` or every ``step`` (ReduceLROnPlateau always steps per epoch on the mean validation loss).
         checkpoint_every_n_epochs: write ``checkpoints/last.pt`` every N epochs (and always at the end).
+        devices: processes on this machine, one device each (data-parallel: every global batch
+            is split over them); more than 1 relaunches the command under torchrun; under
+            torchrun, 1 lets torchrun decide.
+        sync_batchnorm: with several CUDA processes, normalise BatchNorm layers with the
+            global batch's statistics (SyncBatchNorm) instead of each process's piece;
+            not available for gradient-manipulation methods.
     """
 
     def __init__(
@@ -109,6 +121,8 @@ class Trainer:
         gradient_clip_val: Optional[float] = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         checkpoint_every_n_epochs: int = 1,
+        devices: int = 1,
+        sync_batchnorm: bool = False,
     ):
         if max_epochs < 0:
             raise MtlcliError(f"trainer.max_epochs must be >= 0, got {max_epochs}")
@@ -120,16 +134,33 @@ class Trainer:
             raise MtlcliError(f"trainer.lr_scheduler_interval must be 'epoch' or 'step', got {lr_scheduler_interval!r}")
         if checkpoint_every_n_epochs < 1:
             raise MtlcliError(f"trainer.checkpoint_every_n_epochs must be >= 1, got {checkpoint_every_n_epochs}")
+        if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+            raise MtlcliError(f"trainer.devices must be an integer >= 1, got {devices!r}")
         self.max_epochs = int(max_epochs)
         self.device_name = device
         self.precision = str(precision)
         self.gradient_clip_val = gradient_clip_val
         self.lr_scheduler_interval = lr_scheduler_interval
         self.checkpoint_every_n_epochs = int(checkpoint_every_n_epochs)
+        self.devices = int(devices)
+        self.sync_batchnorm = bool(sync_batchnorm)
 
     @property
     def device(self) -> torch.device:
-        return resolve_device(self.device_name)
+        """This process's device (under torchrun with CUDA: the GPU of its local rank)."""
+        return distributed.rank_device(resolve_device(self.device_name), distributed.env_world())
+
+    def _wrap(self, model: MTLAlgorithm, device: torch.device, world: distributed.World) -> torch.nn.Module:
+        """The module whose forward the training steps call (DDP when distributed)."""
+        if not world.distributed:
+            return model
+        if self.sync_batchnorm and device.type != "cuda":
+            raise MtlcliError("trainer.sync_batchnorm needs CUDA devices (SyncBatchNorm has no CPU implementation); "
+                              "set it to false to keep per-process BatchNorm statistics")
+        if self.sync_batchnorm and model.averages_own_gradients:
+            raise MtlcliError("trainer.sync_batchnorm does not work with gradient-manipulation methods "
+                              "(their per-task backward passes cannot synchronise BatchNorm); set it to false")
+        return distributed.wrap_model(model, device, self.sync_batchnorm)
 
     def _autocast(self, device: torch.device):
         if self.precision == "bf16-mixed":
@@ -150,6 +181,8 @@ class Trainer:
         output_dir = Path(output_dir)
         checkpoint_path = output_dir / "checkpoints" / "last.pt"
         device = data.train.x.device
+        world = distributed.current()
+        network = self._wrap(model, device, world)
         plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if plateau and data.val is None:
             raise MtlcliError("ReduceLROnPlateau watches the validation loss, but there is no validation data "
@@ -162,24 +195,43 @@ class Trainer:
         if state is not None:
             epoch, batch_start, global_step = state["epoch"], state["batch"], state["global_step"]
             train_rows, val_rows = list(state["train_rows"]), list(state["val_rows"])
-            accumulator.sums.copy_(state["train_sums"])
+            if world.is_main:  # the saved sums are global: counted once, on rank 0
+                accumulator.sums.copy_(state["train_sums"])
 
         def checkpoint(next_epoch: int, next_batch: int) -> None:
-            save_checkpoint(checkpoint_path, {
-                "epoch": next_epoch, "batch": next_batch, "global_step": global_step,
-                "max_epochs": self.max_epochs,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "rng": capture_rng_state(),
-                "train_sums": accumulator.sums.cpu(),
-                "train_rows": train_rows, "val_rows": val_rows,
-            })
+            # collectives on every rank first; then rank 0 writes (a write error stops every rank)
+            distributed.average_buffers(model.backbone)
+            train_sums = distributed.all_reduce_sum_(accumulator.sums.clone()).cpu()
+            rng = capture_rng_state()
+            rng_per_rank = distributed.gather_objects(rng, device) if world.distributed else None
+
+            def write() -> None:
+                payload = {
+                    "epoch": next_epoch, "batch": next_batch, "global_step": global_step,
+                    "max_epochs": self.max_epochs, "world_size": world.world_size,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "rng": rng,
+                    "train_sums": train_sums,
+                    "train_rows": train_rows, "val_rows": val_rows,
+                }
+                if rng_per_rank is not None:  # each rank resumes its own random streams (dropout)
+                    payload["rng_per_rank"] = rng_per_rank
+                save_checkpoint(checkpoint_path, payload)
+
+            distributed.on_main(write, device)
+
+        def run_evaluation(split: TaskData) -> list[TaskResult]:
+            distributed.average_buffers(model.backbone)
+            start, end = distributed.shard(len(split), world)
+            return evaluate(model, split.x[start:end], split.y[start:end], split.task_id[start:end],
+                            data.num_classes, data.batch_size)
 
         stop = _StopFlag()
         with stop:
             for epoch in progress.epochs(epoch, self.max_epochs):
-                model.train()
+                network.train()
                 num_batches = len(data.sampler)
                 batches = data.sampler.batches(epoch, start=batch_start)
                 for batch_index, index in enumerate(progress.batches(batches, num_batches, batch_start, epoch), start=batch_start):
@@ -187,9 +239,16 @@ class Trainer:
                     y = data.train.y.index_select(0, index)
                     task_id = data.train.task_id.index_select(0, index)
                     optimizer.zero_grad(set_to_none=True)
+                    link = None
+                    if world.distributed:
+                        link = distributed.DistributedStep(network, model.heads.task_ids, world.world_size,
+                                                           stop.requested)
                     try:
-                        with self._autocast(device):
-                            step = model.training_step(x, y, task_id)
+                        with self._autocast(device), self._ddp_sync(network, model, world):
+                            if link is None:
+                                step = model.training_step(x, y, task_id)
+                            else:
+                                step = model.training_step(x, y, task_id, link)
                     except NonFiniteLossError as err:
                         kept = (f"the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path.exists()
                                 else "no checkpoint was written yet")
@@ -205,7 +264,7 @@ class Trainer:
                         scheduler.step()
                     accumulator.update(step, y)
                     global_step += 1
-                    if stop.requested:
+                    if (stop.requested if link is None else link.stop_requested):  # all ranks agree
                         checkpoint(epoch, batch_index + 1)
                         raise TrainingInterrupted(
                             f"interrupted at epoch {epoch + 1}, step {batch_index + 1}; state saved to "
@@ -214,13 +273,14 @@ class Trainer:
                 batch_start = 0
 
                 model.on_train_epoch_end(epoch)
+                distributed.all_reduce_sum_(accumulator.sums)
                 train_results = accumulator.results()
                 accumulator.sums.zero_()
                 train_rows += outputs.epoch_rows(epoch + 1, train_results)
                 text = f"epoch {epoch + 1}/{self.max_epochs}  train loss {average(train_results).loss:.4f} acc {average(train_results).accuracy:.4f}"
                 postfix = {"train_acc": f"{average(train_results).accuracy:.4f}"}
                 if data.val is not None:
-                    val_results = evaluate(model, data.val.x, data.val.y, data.val.task_id, data.num_classes, data.batch_size)
+                    val_results = run_evaluation(data.val)
                     val_rows += outputs.epoch_rows(epoch + 1, val_results)
                     val_mean = average(val_results)
                     text += f"  val loss {val_mean.loss:.4f} acc {val_mean.accuracy:.4f}"
@@ -231,20 +291,30 @@ class Trainer:
                     scheduler.step()
                 progress.epoch_end(text, postfix)
 
-                outputs.write_csv(output_dir / "metrics" / "train.csv", outputs.EPOCH_COLUMNS, train_rows)
-                if data.val is not None:
-                    outputs.write_csv(output_dir / "metrics" / "val.csv", outputs.EPOCH_COLUMNS, val_rows)
+                def write_epoch_csvs() -> None:
+                    outputs.write_csv(output_dir / "metrics" / "train.csv", outputs.EPOCH_COLUMNS, train_rows)
+                    if data.val is not None:
+                        outputs.write_csv(output_dir / "metrics" / "val.csv", outputs.EPOCH_COLUMNS, val_rows)
+
+                distributed.on_main(write_epoch_csvs, device)
                 if (epoch + 1) % self.checkpoint_every_n_epochs == 0 or epoch + 1 == self.max_epochs:
                     checkpoint(epoch + 1, 0)
-                if stop.requested:
+                if distributed.any_rank(stop.requested, device):
                     raise TrainingInterrupted(
                         f"interrupted after epoch {epoch + 1}; state saved to {checkpoint_path}; "
                         f"resume with: mtlcli train --resume {output_dir}"
                     )
 
-        test_results = evaluate(model, data.test.x, data.test.y, data.test.task_id, data.num_classes, data.batch_size)
-        outputs.write_test_results(output_dir, test_results)
+        test_results = run_evaluation(data.test)
+        distributed.on_main(lambda: outputs.write_test_results(output_dir, test_results), device)
         return test_results
+
+    @staticmethod
+    def _ddp_sync(network: torch.nn.Module, model: MTLAlgorithm, world: distributed.World):
+        """Gradient methods average per-task gradients themselves: DDP must not average ``.grad``."""
+        if world.distributed and model.averages_own_gradients:
+            return network.no_sync()
+        return nullcontext()
 
 
 class _StopFlag:
