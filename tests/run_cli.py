@@ -15,6 +15,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 TESTS_DIR = Path(__file__).resolve().parent
 BAD_INPUTS = TESTS_DIR / "bad_inputs"
 
@@ -52,9 +54,24 @@ def in_process(args: list, capsys) -> CliResult:
     return CliResult(code, captured.out, captured.err)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train with one intra-op thread here and in subprocesses (``OMP_NUM_THREADS=1``):
+    runs compared across processes then use the same kernels, and two threads on a
+    shared two-core machine mostly wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def subprocess_env(**extra: str) -> dict:
-    """The current environment, with this tests folder importable (for probe algorithms)."""
+    """The current environment, with this tests folder importable (for probe algorithms)
+    and one torch thread (see :func:`one_torch_thread`)."""
     env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env

@@ -13,6 +13,9 @@ import torch
 from mtlcli.engine.outputs import read_csv
 from mtlcli.experiment import describe_mismatch, train_command
 from run_cli import in_process, one_error_line
+from run_cli import one_torch_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RUNS = {  # name -> overrides of example_mtl_train (each run is a few seconds at most)
     "two_epochs": ["trainer.max_epochs=2"],
@@ -23,7 +26,7 @@ RUNS = {  # name -> overrides of example_mtl_train (each run is a few seconds at
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, one_torch_thread) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     for name, overrides in RUNS.items():
         train_command("example_mtl_train", [*overrides, f"output_dir={root / name}"], quiet=True)

@@ -14,6 +14,9 @@ import torch
 
 from probe_algorithms import PAUSE_AT, PAUSE_DIR, PAUSED_FILE, RELEASE_FILE
 from run_cli import command, in_process, one_error_line, subprocess_env, write_configs
+from run_cli import one_torch_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 EPOCHS = 3
 PAUSE_STEP = 30  # in epoch 2 (an epoch of the embedded digits is 21 steps of 64)
