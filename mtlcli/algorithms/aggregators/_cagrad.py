@@ -107,7 +107,8 @@ class CAGrad(Aggregator):
     worst-case improvement ``min_i g_i·d`` over the ball ``||d - g0|| <= rho``:
     ``w* = argmin_{w in simplex} (Gᵀw)·g0 + rho ||Gᵀw||`` and
     ``d = g0 + (rho / ||Gᵀw*||) Gᵀw*``. The inner problem is solved exactly
-    (bisection over the optimal face, then its closed form), not with SLSQP.
+    (a safeguarded search for the optimal face, then its closed form, checked
+    against the optimality conditions), not with SLSQP.
 
     Degenerate input: when 0 is in the convex hull of the rows (a zero row,
     opposite rows) and no ``d`` in the ball improves every task, every ``d`` in

@@ -60,11 +60,14 @@ class MoCo(Aggregator):
         self.gamma = float(gamma)
         self.gamma_sigma = float(gamma_sigma)
         self.rho = float(rho)
+        self._reset()
+
+    def _reset(self) -> None:
         self._task_ids: list[int] = []
         self._tracked: Tensor | None = None  # (N, d), rows in the order of _task_ids
-        self._weights = np.zeros(0)
-        self._task_steps = np.zeros(0, dtype=np.int64)
-        self._step = 0
+        self._weights = np.zeros(0)  # λ per known task
+        self._task_steps = np.zeros(0, dtype=np.int64)  # updates of each y_i
+        self._step = 0  # calls, for gamma_k
 
     def __call__(self, G: Tensor, task_ids: Sequence[int] | None = None) -> Tensor:
         check_matrix(G)
@@ -77,8 +80,9 @@ class MoCo(Aggregator):
 
         self._task_steps[rows] += 1
         beta_k = torch.as_tensor(self.beta / self._task_steps[rows] ** self.beta_sigma, dtype=G.dtype, device=G.device)
-        y = tracked[rows] - beta_k[:, None] * (tracked[rows] - G.detach())
-        tracked[rows] = y
+        index = torch.as_tensor(rows, device=G.device)
+        y = tracked[index] - beta_k[:, None] * (tracked[index] - G.detach())
+        tracked[index] = y
 
         self._step += 1
         gamma_k = self.gamma / self._step**self.gamma_sigma
@@ -118,7 +122,7 @@ class MoCo(Aggregator):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
-            self.__init__(self.beta, self.beta_sigma, self.gamma, self.gamma_sigma, self.rho)
+            self._reset()
             return
         self._task_ids = [int(t) for t in state["task_ids"].tolist()]
         self._tracked = state["tracked"].detach().clone()
