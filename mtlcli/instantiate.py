@@ -92,11 +92,23 @@ class _Builder:
             return functools.partial(target, *positional, **named)
         try:
             return target(*positional, **named)
+        except ConfigError as err:
+            if err.origin is not None:
+                raise
+            raise self.positioned(err, path, named, where) from err
         except MtlcliError:
             raise
         except (TypeError, ValueError) as err:
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"{label}{name} rejected its arguments: {detail}", where) from err
+
+    def positioned(self, err: ConfigError, path: str, named: dict, where: Origin | None) -> ConfigError:
+        """A constructor's own ``ConfigError`` has no position; its message starts with the
+        argument at fault (``class_split: ...``, ``class_split.2: ...``) when it knows it:
+        point there, else at ``_target_``."""
+        key = err.message.split(":", 1)[0].strip()  # an argument, or a dotted key inside one (class_split.2)
+        origin = self.origin(_join(path, key)) if key.split(".", 1)[0] in named else None
+        return ConfigError(err.message, origin or where, err.hint)
 
     def check_arguments(
         self, target: Any, name: str, args: list, kwargs: dict, path: str, partial: bool, where: Origin | None, label: str

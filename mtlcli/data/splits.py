@@ -91,19 +91,19 @@ def check_class_split(class_split: Any, num_source_classes: int, source_name: st
     for task_id, classes in class_split.items():
         check_task_id(task_id, "class_split")
         if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
-            raise ConfigError(f"class_split: task {task_id} must list its classes, got {classes!r}")
+            raise ConfigError(f"class_split.{task_id}: task {task_id} must list its classes, got {classes!r}")
         classes = list(classes)
         if not classes:
-            raise ConfigError(f"class_split: task {task_id} has no classes")
+            raise ConfigError(f"class_split.{task_id}: task {task_id} has no classes")
         for c in classes:
             if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_source_classes:
                 raise ConfigError(
-                    f"class_split: task {task_id} names class {c!r}, which {source_name} does not have "
+                    f"class_split.{task_id}: task {task_id} names class {c!r}, which {source_name} does not have "
                     f"(classes 0..{num_source_classes - 1})"
                 )
             if c in owner:
                 where = "twice" if owner[c] == task_id else f"in tasks {owner[c]} and {task_id}"
-                raise ConfigError(f"class_split: class {c} appears {where}; tasks must not share classes")
+                raise ConfigError(f"class_split.{task_id}: class {c} appears {where}; tasks must not share classes")
             owner[c] = task_id
         result[task_id] = classes
     return dict(sorted(result.items()))
