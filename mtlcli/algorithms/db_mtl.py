@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlcli.algorithms.gradient_method import GradientMethod, Update
-from mtlcli.algorithms.jacobian import GradientPath, TaskGradients
+from mtlcli.algorithms.jacobian import GradientPath, TaskGradients, column_slices
 from mtlcli.heads import MTLHeads
 
 LOG_EPS = 1e-8   # inside log(L + eps), as in the paper's reference code
@@ -22,11 +22,26 @@ def db_mtl_step(G: Tensor, momentum: Tensor, steps: Tensor, beta: float, beta_si
         steps: (T,) 1-based step count of each task, this step included.
         beta, beta_sigma: ``m <- g + (beta / step**beta_sigma) (m - g)``.
     """
+    m = momentum.to(G.dtype, copy=True)
+    return db_mtl_step_(G, m, steps, beta, beta_sigma), m
+
+
+def db_mtl_step_(G: Tensor, momentum: Tensor, steps: Tensor, beta: float, beta_sigma: float,
+                 row_scale: Tensor | None = None) -> Tensor:
+    """:func:`db_mtl_step` updating ``momentum`` in place, block by block (T x P
+    buffers are large: no temporaries of that size); returns the direction.
+    ``row_scale`` multiplies G's rows first (the ``1/(L_t + eps)`` of the log losses)."""
     decay = (beta / steps.to(G.dtype).pow(beta_sigma)).unsqueeze(1)
-    m = G + decay * (momentum.to(G.dtype) - G)
-    norms = m.norm(dim=1)
+    scale = None if row_scale is None else row_scale.to(G.dtype).unsqueeze(1)
+    sq_norms = torch.zeros(G.shape[0], dtype=G.dtype, device=G.device)
+    for cols in column_slices(G):
+        g = G[:, cols] if scale is None else G[:, cols] * scale
+        m = momentum[:, cols]
+        m.lerp_(g, 1.0 - decay)  # decay m + (1 - decay) g = g + decay (m - g)
+        sq_norms += torch.linalg.vector_norm(m, dim=1).square()
+    norms = sq_norms.sqrt()
     alpha = norms.max() / (norms + NORM_EPS)
-    return alpha @ m, m
+    return alpha @ momentum
 
 
 class DBMTL(GradientMethod):
@@ -78,10 +93,12 @@ class DBMTL(GradientMethod):
     def aggregate(self, grads: TaskGradients, losses: Tensor, task_ids: list[int]) -> Update:
         slots = self.slots(task_ids, self.momentum.device)
         scale = 1.0 / (losses + LOG_EPS)  # d log(L + eps) = dL / (L + eps)
-        G = grads.jacobian * scale.to(grads.jacobian.dtype).unsqueeze(1)
         self.steps[slots] += 1
-        direction, m = db_mtl_step(G, self.momentum[slots], self.steps[slots], self.beta, self.beta_sigma)
-        self.momentum[slots] = m.to(self.momentum.dtype)
+        every_task = len(task_ids) == self.num_tasks  # slots are then 0..T-1: update in place
+        m = self.momentum if every_task else self.momentum[slots]
+        direction = db_mtl_step_(grads.jacobian, m, self.steps[slots], self.beta, self.beta_sigma, row_scale=scale)
+        if not every_task:
+            self.momentum[slots] = m
         return Update(direction=direction, head_weights=scale)
 
     def extra_repr(self) -> str:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlcli.algorithms.gradient_method import GradientMethod, Update
-from mtlcli.algorithms.jacobian import GradientPath, TaskGradients
+from mtlcli.algorithms.jacobian import GradientPath, TaskGradients, column_slices
 from mtlcli.heads import MTLHeads
 
 ADAGRAD_EPS = 1e-7  # inside sqrt(Σ g² + eps), as in the reference code
@@ -19,7 +19,19 @@ def excess_risks(G: Tensor, grad_sq_sum: Tensor) -> Tensor:
     AdaGrad-style estimate of the task's Hessian, so the quadratic form
     approximates how far the task is from its own optimum.
     """
-    return (G * G / (grad_sq_sum.to(G.dtype) + ADAGRAD_EPS).sqrt()).sum(1)
+    return accumulate_and_risks_(G, grad_sq_sum.to(G.dtype, copy=True), accumulate=False)
+
+
+def accumulate_and_risks_(G: Tensor, grad_sq_sum: Tensor, accumulate: bool = True) -> Tensor:
+    """``A += G²`` in place (if ``accumulate``), then :func:`excess_risks`; block by
+    block, so the (T x P) state gets no temporary of its size."""
+    risks = torch.zeros(G.shape[0], dtype=G.dtype, device=G.device)
+    for cols in column_slices(G):
+        g, a = G[:, cols], grad_sq_sum[:, cols]
+        if accumulate:
+            a.addcmul_(g, g)
+        risks += (a.to(G.dtype) + ADAGRAD_EPS).rsqrt_().mul_(g).mul_(g).sum(1)
+    return risks
 
 
 class ExcessMTL(GradientMethod):
@@ -69,8 +81,11 @@ class ExcessMTL(GradientMethod):
     def aggregate(self, grads: TaskGradients, losses: Tensor, task_ids: list[int]) -> Update:
         slots = self.slots(task_ids, self.loss_weights.device)
         G = grads.jacobian.to(self.grad_sq_sum.dtype)
-        self.grad_sq_sum[slots] += G * G
-        risks = excess_risks(G, self.grad_sq_sum[slots])
+        every_task = len(task_ids) == self.num_tasks  # slots are then 0..T-1: update in place
+        acc = self.grad_sq_sum if every_task else self.grad_sq_sum[slots]
+        risks = accumulate_and_risks_(G, acc)
+        if not every_task:
+            self.grad_sq_sum[slots] = acc
         initial = self.initial_risks[slots]
         first = ~(initial > 0)  # unset (NaN), or a zero-gradient first step that cannot normalise
         self.initial_risks[slots] = torch.where(first, risks, initial)

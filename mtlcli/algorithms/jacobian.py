@@ -50,7 +50,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -161,15 +161,18 @@ class _Layer:
             return kernel.mul_(xx)
         return kernel  # bias only
 
-    def per_task(self, groups: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
-        """Per parameter, the (T, numel) per-task gradients. ``groups``: per task,
-        (its rows of X, its rows of Δ)."""
-        out = []
+    def per_task_into(self, groups: list[tuple[Tensor, Tensor]], outs: list[Tensor]) -> None:
+        """Write this layer's per-task gradients into ``outs`` (one (T, numel) block per
+        parameter, rows contiguous). ``groups``: per task, (its rows of X, its rows of Δ)."""
+        blocks = iter(outs)
         if self.weight is not None:
-            out.append(torch.stack([self._weight_grad(x, d).reshape(-1) for x, d in groups]))
+            block = next(blocks)
+            for k, (x, d) in enumerate(groups):
+                self._weight_grad_into(x, d, block[k].view(self.weight.shape))
         if self.bias is not None:
-            out.append(torch.stack([self._bias_grad(d) for _, d in groups]))
-        return out
+            block = next(blocks)
+            for k, (_, d) in enumerate(groups):
+                block[k].copy_(self._bias_grad(d))
 
     def weighted_grads(self, row_weights: Tensor) -> list[Tensor]:
         """This layer's ``Σ_t w_t g_t`` for each parameter: Δ rows scaled by their task's weight."""
@@ -181,6 +184,12 @@ class _Layer:
         if self.bias is not None:
             out.append(self._bias_grad(d))
         return out
+
+    def _weight_grad_into(self, x: Tensor, d: Tensor, target: Tensor) -> None:
+        if isinstance(self.module, nn.Linear) and d.dtype == x.dtype == target.dtype:
+            torch.matmul(d.reshape(-1, d.shape[-1]).T, x.reshape(-1, x.shape[-1]), out=target)
+        else:
+            target.copy_(self._weight_grad(x, d))
 
     def _weight_grad(self, x: Tensor, d: Tensor) -> Tensor:
         m = self.module
@@ -207,6 +216,21 @@ def _covered(module: nn.Module) -> bool:
             and not isinstance(module.padding, str))
 
 
+class _Structure:
+    """The backbone's modules as the fast path sees them: covered layers, batch norms,
+    parameters no rule covers, and the first leaf not known to be row-wise."""
+
+    def __init__(self, backbone: nn.Module):
+        self.covered = [m for m in backbone.modules() if _covered(m)]
+        self.batch_norms = [m for m in backbone.modules() if isinstance(m, _BATCH_NORMS)]
+        self.unknown_leaf = next((f"layer type {type(m).__name__} is not known to be row-wise"
+                                  for m in backbone.modules()
+                                  if next(m.children(), None) is None
+                                  and not isinstance(m, _ROW_WISE_LEAVES + _BATCH_NORMS)), None)
+        owned = {id(p) for m in self.covered for p in m.parameters(recurse=False)}
+        self.uncovered = [(name, p) for name, p in backbone.named_parameters() if id(p) not in owned]
+
+
 # ---------------------------------------------------------------------------
 # the result of one step
 # ---------------------------------------------------------------------------
@@ -219,21 +243,23 @@ class TaskGradients:
         reason: why the general path was taken (None on the fast path).
         gramian: T x T Gramian of the shared parameters (or of ``gramian_params``).
         jacobian: T x P per-task gradients of the shared parameters in
-            ``shared_parameters()`` order, or None on the Gramian path.
+            ``shared_parameters()`` order, or None on the Gramian path. On the fast
+            path it lives in a buffer the engine reuses: valid until its next ``compute``.
 
     Apply exactly one update (``apply_weights`` or ``apply_direction``); it writes
     (accumulates into) ``.grad`` of the shared parameters and of the heads.
     """
 
     def __init__(self, task_ids: list[int], path: str, reason: str | None, params: list[Tensor],
-                 gramian: Tensor, jacobian: Tensor | None, used: list[bool],
+                 gramian: Callable[[], Tensor], jacobian: Tensor | None, used: list[bool],
                  head_params: list[list[Tensor]], head_grads: list[list[Tensor | None]],
                  layers: list[_Layer] | None = None, rows: Tensor | None = None):
         self.task_ids = task_ids
         self.path = path
         self.reason = reason
         self.params = params
-        self.gramian = gramian
+        self._gramian_fn = gramian
+        self._gramian: Tensor | None = None
         self.jacobian = jacobian
         self._used = used
         self._head_params = head_params
@@ -244,31 +270,57 @@ class TaskGradients:
     def __repr__(self) -> str:
         return f"TaskGradients(task_ids={self.task_ids}, path={self.path!r})"
 
+    @property
+    def gramian(self) -> Tensor:
+        """T x T Gramian, computed on first use (methods that only need coordinates never pay for it)."""
+        if self._gramian is None:
+            self._gramian = self._gramian_fn()
+            self._gramian_fn = None
+        return self._gramian
+
     # -- checks --------------------------------------------------------------
     def nonfinite_task(self) -> int | None:
-        """The first task whose gradient (shared or head) holds NaN/inf, else None."""
-        bad = torch.zeros(len(self.task_ids), dtype=torch.bool, device=self.gramian.device)
-        if self.jacobian is not None:
-            bad |= ~torch.isfinite(self.jacobian).all(1)
-        elif self._layers:
-            bad_rows = torch.zeros(self._rows.shape[0], dtype=torch.bool, device=self._rows.device)
+        """The first task whose gradient (shared or head) holds NaN/inf, else None.
+
+        Checked on sums, the cheapest reduction that NaN and inf survive (``isfinite``
+        masks and max-abs reductions cost ten times more on a T x P matrix): on the
+        fast path a task's gradients are finite when its rows of every layer's X and
+        Δ are (no T x P pass even when J is formed); otherwise the rows of J are summed. A sum of finite values beyond
+        float range (entries near 1e32) also counts as non-finite: no usable gradient
+        is that large. Finite factors whose products overflow make a non-finite
+        update, which :class:`GradientMethod` catches afterwards.
+        """
+        device = self._head_device()
+        zero = torch.zeros((), device=device)
+        head_sums = torch.stack([sum((g.detach().sum() for g in grads if g is not None), zero)
+                                 for grads in self._head_grads])
+        bad = ~torch.isfinite(head_sums)
+        if self._layers:  # the factors of the fast path (J, when formed, is built from them)
+            row_sum = torch.zeros(self._rows.shape[0], device=self._rows.device)
             for layer in self._layers:
-                bad_rows |= ~(torch.isfinite(layer.delta.flatten(1)).all(1) & torch.isfinite(layer.x.flatten(1)).all(1))
-            counts = torch.zeros(len(self.task_ids), device=self._rows.device).index_add_(0, self._rows, bad_rows.float())
-            bad |= counts.to(bad.device) > 0
-        for k, grads in enumerate(self._head_grads):
-            for g in grads:
-                if g is not None and not bool(torch.isfinite(g).all()):
-                    bad[k] = True
-        if not bool(bad.any()):  # finite factors whose products overflow (the Gramian mixes tasks otherwise)
-            bad |= ~torch.isfinite(torch.diagonal(self.gramian))
-        hits = bad.nonzero()
+                for t in (layer.delta, layer.x):
+                    row_sum = row_sum + t.detach().flatten(1).sum(1).float()
+            counts = torch.zeros(len(self.task_ids), device=row_sum.device)
+            counts.index_add_(0, self._rows, (~torch.isfinite(row_sum)).float())
+            bad |= (counts > 0).to(device)
+        elif self.jacobian is not None:
+            bad |= ~torch.isfinite(self.jacobian.sum(1)).to(device)
+        hits = bad.nonzero()  # the one host sync of the check
         return self.task_ids[int(hits[0])] if hits.numel() else None
+
+    def _head_device(self) -> torch.device:
+        for grads in self._head_grads:
+            for g in grads:
+                if g is not None:
+                    return g.device
+        return self.params[0].device if self.params else torch.device("cpu")
 
     # -- updates -------------------------------------------------------------
     def apply_weights(self, weights: Tensor, head_weights: Tensor | None = None) -> None:
         """Write ``Σ_t weights[t] g_t`` into the shared parameters' ``.grad``."""
-        weights = weights.detach().to(device=self.gramian.device, dtype=self.gramian.dtype)
+        like = self.jacobian if self.jacobian is not None else self._layers[0].delta if self._layers else None
+        if like is not None:
+            weights = weights.detach().to(device=like.device, dtype=like.dtype)
         if self._layers is not None and self.jacobian is None:
             row_weights = weights[self._rows]
             for layer in self._layers:
@@ -301,6 +353,7 @@ class TaskGradients:
                     _accumulate(p, g if scale is None else g * scale.to(g.dtype))
 
     def _release(self) -> None:
+        self._gramian_fn = None
         self._layers = None
         self._head_grads = [[] for _ in self._head_grads]
         self.jacobian = None
@@ -343,6 +396,8 @@ class TaskGradientEngine:
         self.path = path
         self._recording: Recording | None = None
         self._batched_works: bool | None = None  # learnt on first use; avoids retaining graphs after
+        self._scratch: Tensor | None = None       # the fast Jacobian path's reused (T, P) buffer
+        self._structure_cache: _Structure | None = None
 
     # -- forward side --------------------------------------------------------
     @contextmanager
@@ -356,8 +411,8 @@ class TaskGradientEngine:
         rec = Recording(task_id)
         handles = [self.backbone.register_forward_hook(rec._backbone_hook)]
         if self.path in ("auto", "fast"):
-            for m in self.backbone.modules():
-                if _covered(m) and any(p.requires_grad for p in m.parameters(recurse=False)):
+            for m in self._structure().covered:
+                if any(p.requires_grad for p in m.parameters(recurse=False)):
                     handles.append(m.register_forward_hook(rec._layer_hook))
         try:
             yield rec
@@ -398,47 +453,55 @@ class TaskGradientEngine:
         head_params = [[p for p in self.heads.head(t).parameters() if p.requires_grad] for t in task_ids]
         subset = None if gramian_params is None else {id(p) for p in gramian_params}
 
-        reason = self._fast_path_blocker(rec, task_ids, params) if self.path in ("auto", "fast") else f"path={self.path!r} requested"
+        rows = _row_positions(rec.task_id, task_ids) if rec is not None else None
+        reason = (self._fast_path_blocker(rec, rows, len(task_ids)) if self.path in ("auto", "fast")
+                  else f"path={self.path!r} requested")
         if reason is not None and self.path == "fast":
             raise MtlcliError(f"gradient_path='fast' is not exact for this backbone: {reason} (use 'auto')")
         if reason is None:
-            return self._fast(rec, task_ids, losses, params, head_params, need, subset)
+            return self._fast(rec, rows, task_ids, losses, params, head_params, need, subset)
         return self._general(task_ids, losses, params, head_params, subset, reason)
 
-    def _fast_path_blocker(self, rec: Recording | None, task_ids: list[int], params: list[Tensor]) -> str | None:
+    def _structure(self) -> "_Structure":
+        """What the fast path needs to know about the backbone's modules, found once
+        (the architecture is fixed after construction; modes and ``requires_grad``
+        are read afresh every step)."""
+        if self._structure_cache is None:
+            self._structure_cache = _Structure(self.backbone)
+        return self._structure_cache
+
+    def _fast_path_blocker(self, rec: Recording | None, rows: Tensor | None, T: int) -> str | None:
         """Why the fast path would not be exact for this step (None when it is)."""
         if rec is None:
             return "no recorded forward (call the backbone inside engine.recording())"
-        for m in self.backbone.modules():
-            if isinstance(m, _BATCH_NORMS) and (m.training or m.running_mean is None):
+        structure = self._structure()
+        if structure.unknown_leaf is not None:
+            return structure.unknown_leaf
+        for m in structure.batch_norms:
+            if m.training or m.running_mean is None:
                 return f"{type(m).__name__} uses batch statistics (couples samples)"
-            if next(m.children(), None) is None and not isinstance(m, _ROW_WISE_LEAVES + _BATCH_NORMS):
-                return f"layer type {type(m).__name__} is not known to be row-wise"
-        covered: set[int] = set()
+        for name, p in structure.uncovered:
+            if p.requires_grad:
+                return f"parameter {name!r} has no per-sample rule"
         batch = rec.task_id.shape[0]
         for m, calls in rec.calls.items():
-            if len(calls) != 1 or calls[0] is None:
-                return f"{type(m).__name__} is called {len(calls)} times in one forward" if len(calls) != 1 \
-                    else f"{type(m).__name__} has no tensor input"
+            if len(calls) != 1:
+                return f"{type(m).__name__} is called {len(calls)} times in one forward"
             c = calls[0]
+            if c is None:
+                return f"{type(m).__name__} has no tensor input"
             if c.inputs.shape[0] != batch or c.output.shape[0] != batch:
                 return f"{type(m).__name__} does not keep the batch as its first dimension"
             if c.inputs._version != c.in_version or c.output._version != c.out_version:
                 return f"{type(m).__name__}'s input or output was modified in place"
-            covered.update(id(p) for p in m.parameters(recurse=False))
-        for m in self.backbone.modules():  # a covered layer that did not run has zero gradient: fine
-            if _covered(m) and m not in rec.calls:
-                covered.update(id(p) for p in m.parameters(recurse=False))
-        for name, p in self.backbone.named_parameters():
-            if p.requires_grad and id(p) not in covered:
-                return f"parameter {name!r} has no per-sample rule"
-        present = set(torch.unique(rec.task_id).tolist())
-        if present != set(task_ids):
+        # every row belongs to a task with a loss, and every such task has rows (one sync)
+        low, fewest = torch.stack([rows.min(), torch.bincount(rows.clamp_min(0), minlength=T).min()]).tolist()
+        if low < 0 or fewest == 0:
             return "the losses do not match the recorded batch's tasks"
         return None
 
     # -- fast path -------------------------------------------------------------
-    def _fast(self, rec: Recording, task_ids: list[int], losses: list[Tensor], params: list[Tensor],
+    def _fast(self, rec: Recording, rows: Tensor, task_ids: list[int], losses: list[Tensor], params: list[Tensor],
               head_params: list[list[Tensor]], need: str, subset: set[int] | None) -> TaskGradients:
         ran = [(m, calls[0]) for m, calls in rec.calls.items() if calls[0].output.requires_grad]
         flat_heads = [p for ps in head_params for p in ps]
@@ -448,45 +511,46 @@ class TaskGradientEngine:
                   for (m, c), g in zip(ran, grads[:len(ran)])]
         head_grads = _unflatten(grads[len(ran):], head_params)
 
-        rows = _row_positions(rec.task_id, task_ids)
         ref = next((l.delta for l in layers), losses[0])
         dtype = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
         T = len(task_ids)
 
-        per_param: dict[int, Tensor] = {}
-        needs_groups = need == "jacobian" or any(not l.sample_gramian_route for l in layers)
-        groups_of = _task_groups(rows, T) if needs_groups else None
-        gramian = torch.zeros(T, T, dtype=dtype, device=ref.device)
-        sample_kernel = None
-        for layer in layers:
-            in_gram = subset is None or any(id(p) in subset for p in layer.params)
-            if need == "gramian" and layer.sample_gramian_route:
-                if in_gram:
-                    k = layer.sample_gramian()
-                    sample_kernel = k if sample_kernel is None else sample_kernel.add_(k)
-                continue
-            jac = layer.per_task(groups_of(layer))
-            for p, j in zip(layer.params, jac):
-                if need == "jacobian":
-                    per_param[id(p)] = j
-                if subset is None or id(p) in subset:
-                    jw = _wide(j)
-                    gramian += jw @ jw.T
-        if sample_kernel is not None:
-            onehot = torch.nn.functional.one_hot(rows, T).to(sample_kernel.dtype)
-            gramian += (onehot.T @ sample_kernel @ onehot).to(dtype)
-
+        # The Jacobian is allocated once; every layer writes its per-task gradients
+        # straight into its columns (no per-layer stacks, no final concatenation).
         jacobian = None
         used = [True] * len(params)
+        blocks: dict[int, Tensor] = {}
         if need == "jacobian":
-            cols, used = [], []
-            for p in params:
-                j = per_param.get(id(p))
-                used.append(j is not None)
-                cols.append(torch.zeros(T, p.numel(), dtype=p.dtype, device=p.device) if j is None else j)
-            jacobian = torch.cat(cols, 1)
+            reached = {id(p) for layer in layers for p in layer.params}
+            used = [id(p) in reached for p in params]
+            jacobian = self._jacobian_scratch(T, sum(p.numel() for p in params), params[0].dtype, ref.device)
+            offset = 0
+            for p, u in zip(params, used):
+                blocks[id(p)] = jacobian[:, offset:offset + p.numel()]
+                if not u:
+                    blocks[id(p)].zero_()
+                offset += p.numel()
+
+        needs_groups = need == "jacobian" or any(not l.sample_gramian_route for l in layers)
+        groups_of = _task_groups(rows, T) if needs_groups else None
+        if need == "jacobian":
+            for layer in layers:
+                layer.per_task_into(groups_of(layer), [blocks[id(p)] for p in layer.params])
+
+        def gramian() -> Tensor:
+            return _fast_gramian(layers, rows, T, subset, blocks, groups_of, dtype)
+
         return TaskGradients(task_ids, "jacobian" if need == "jacobian" else "gramian", None, params,
                              gramian, jacobian, used, head_params, head_grads, layers=layers, rows=rows)
+
+    def _jacobian_scratch(self, T: int, P: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A (T, P) buffer kept between steps. A fresh T x P allocation every step costs
+        more than filling it (the pages are faulted in anew each time)."""
+        buf = self._scratch
+        if buf is None or buf.shape[0] < T or buf.shape[1] != P or buf.dtype != dtype or buf.device != device:
+            rows = max(T, len(getattr(self.heads, "task_ids", ())))
+            buf = self._scratch = torch.empty(rows, P, dtype=dtype, device=device)
+        return buf[:T]
 
     # -- general path ----------------------------------------------------------
     def _general(self, task_ids: list[int], losses: list[Tensor], params: list[Tensor],
@@ -530,13 +594,11 @@ class TaskGradientEngine:
         used = [g is not None for g in shared_grads]
         jacobian = torch.cat([(torch.zeros(T, p.numel(), dtype=p.dtype, device=p.device) if g is None
                                else g.reshape(T, -1)) for p, g in zip(params, shared_grads)], 1)
-        if subset is None:
-            jw = _wide(jacobian)
-        else:
-            mask = torch.cat([torch.full((p.numel(),), id(p) in subset, dtype=torch.bool, device=jacobian.device)
-                              for p in params])
-            jw = _wide(jacobian[:, mask])
-        gramian = jw @ jw.T
+
+        def gramian() -> Tensor:
+            jw = _wide(jacobian if subset is None else _columns(jacobian, params, subset))
+            return jw @ jw.T
+
         head_grads = _unflatten(head_flat, head_params)
         return TaskGradients(task_ids, path, reason, params, gramian, jacobian, used, head_params, head_grads)
 
@@ -602,6 +664,58 @@ class RepresentationGradients:
         self._z = self._z_grad = None
 
 
+def _fast_gramian(layers: list[_Layer], rows: Tensor, T: int, subset: set[int] | None,
+                  blocks: dict[int, Tensor], groups_of, dtype: torch.dtype) -> Tensor:
+    """The Gramian on the fast path: B x B kernels for Linear layers, per-task
+    gradients (already in ``blocks`` or formed for that layer alone) for the rest."""
+    device = rows.device
+    gramian = torch.zeros(T, T, dtype=dtype, device=device)
+    kernel = None
+    for layer in layers:
+        if subset is not None and not any(id(p) in subset for p in layer.params):
+            continue
+        if layer.sample_gramian_route and (subset is None or all(id(p) in subset for p in layer.params)):
+            # cheaper than J Jᵀ, whose T x T output keeps a matmul from using the
+            # machine well over millions of columns
+            k = layer.sample_gramian()
+            kernel = k if kernel is None else kernel.add_(k)
+            continue
+        out = [blocks[id(p)] for p in layer.params] if blocks else None
+        if out is None:  # conv / token layers: this layer's per-task gradients only, then dropped
+            out = [torch.empty(T, p.numel(), dtype=p.dtype, device=p.device) for p in layer.params]
+            layer.per_task_into(groups_of(layer), out)
+        for p, j in zip(layer.params, out):
+            if subset is None or id(p) in subset:
+                jw = _wide(j)
+                gramian += jw @ jw.T
+    if kernel is not None:
+        onehot = torch.nn.functional.one_hot(rows, T).to(kernel.dtype)
+        gramian += (onehot.T @ kernel @ onehot).to(dtype)
+    return gramian
+
+
+def column_slices(matrix: Tensor, block_bytes: int = 1 << 18) -> list[slice]:
+    """Column blocks of a (T, P) matrix of about ``block_bytes`` each.
+
+    Rules that keep T x P state (momenta, accumulators) make several elementwise
+    passes over it; done block by block, the passes after the first hit the cache
+    instead of memory, and no T x P temporary is allocated.
+    """
+    rows, cols = matrix.shape
+    width = max(1, block_bytes // max(1, rows * matrix.element_size()))
+    return [slice(start, min(start + width, cols)) for start in range(0, cols, width)]
+
+
+def _columns(jacobian: Tensor, params: list[Tensor], subset: set[int]) -> Tensor:
+    """The Jacobian's columns that belong to the parameters in ``subset``."""
+    pieces, offset = [], 0
+    for p in params:
+        if id(p) in subset:
+            pieces.append(jacobian[:, offset:offset + p.numel()])
+        offset += p.numel()
+    return torch.cat(pieces, 1)
+
+
 # ---------------------------------------------------------------------------
 # data-parallel runs
 # ---------------------------------------------------------------------------
@@ -638,14 +752,12 @@ def _averaged_over_processes(mine: TaskGradients, task_ids: list[int], heads: nn
     used = [u > 0 for u in reached.tolist()]
     head_grads = [list(flat.split([p.numel() for p in ps])) for flat, ps in zip(head_flat, head_params)]
     head_grads = [[g.view_as(p) for g, p in zip(gs, ps)] for gs, ps in zip(head_grads, head_params)]
-    if gramian_params is None:
-        jw = _wide(jacobian)
-    else:
-        subset = {id(p) for p in gramian_params}
-        mask = torch.cat([torch.full((p.numel(),), id(p) in subset, dtype=torch.bool, device=jac.device)
-                          for p in params])
-        jw = _wide(jacobian[:, mask])
-    gramian = jw @ jw.T
+    subset = None if gramian_params is None else {id(p) for p in gramian_params}
+
+    def gramian() -> Tensor:
+        jw = _wide(jacobian if subset is None else _columns(jacobian, params, subset))
+        return jw @ jw.T
+
     mine._release()
     return TaskGradients(task_ids, mine.path, mine.reason, params, gramian, jacobian, used, head_params, head_grads)
 
