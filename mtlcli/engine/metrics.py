@@ -11,8 +11,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from mtlcli.heads import TaskLogits
 
@@ -29,6 +27,11 @@ class TaskMetrics:
     """torchmetrics accumulators for each task: sample-weighted mean loss and micro accuracy."""
 
     def __init__(self, num_classes: dict[int, int], device: torch.device | str = "cpu"):
+        # imported here: torchmetrics pulls in scipy, which ``mtlcli validate`` (it reads
+        # the Trainer's signature through this package) should not pay for
+        from torchmetrics import MeanMetric
+        from torchmetrics.classification import MulticlassAccuracy
+
         self._loss = {t: MeanMetric().to(device) for t in num_classes}
         self._accuracy = {
             t: MulticlassAccuracy(num_classes=k, average="micro", validate_args=False).to(device)
