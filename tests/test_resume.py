@@ -143,6 +143,17 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, configs, 
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_stopped_after_its_last_epoch_but_before_testing_is_resumed_to_its_test(tmp_path, configs, capsys):
+    run = tmp_path / "run"
+    assert in_process(train_args(configs, "pausing_dwa", run, epochs=1), capsys).code == 0
+    finished = {name: (run / name).read_bytes() for name in OUTPUT_FILES}
+    for name in ("metrics/test.csv", "results/acc.csv", "results/loss_cls.csv"):
+        (run / name).unlink()
+    result = in_process(["train", "--resume", run, "-q"], capsys)
+    assert result.code == 0, result.output
+    assert {name: (run / name).read_bytes() for name in OUTPUT_FILES} == finished
+
+
 def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path, capsys):
     line = one_error_line(in_process(["train", "--resume", tmp_path / "nowhere"], capsys))
     assert f"run directory not found: {tmp_path / 'nowhere'}" in line
