@@ -68,7 +68,12 @@ def spawned(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("single")
-    return {a: _train_one_process(a, root / a) for a in ALGORITHMS}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the 2 processes (and as fast for these small layers)
+    try:
+        return {a: _train_one_process(a, root / a) for a in ALGORITHMS}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
