@@ -60,8 +60,8 @@ class CountingMethod(GradientMethod):
         super().__init__(backbone, heads, CountingMethod._Counting())
 
 
-def build(cls, bn: bool = False, seed: int = 0, **hyper):
-    torch.manual_seed(seed)
+def build(cls, bn: bool = False, init_seed: int = 0, **hyper):
+    torch.manual_seed(init_seed)
     return cls(MLP(15, [12, 10], 6, batch_normalization=bn), MTLHeads(6, NUM_CLASSES), **hyper)
 
 
@@ -163,7 +163,7 @@ def test_aggregator_state_round_trips_through_a_weights_only_checkpoint():
     alg = build(CountingMethod)
     alg.training_step(*batch(present=(1, 2)))
     alg.training_step(*batch(present=(2, 4), seed=2))
-    restored = build(CountingMethod, seed=5)
+    restored = build(CountingMethod, init_seed=5)
     restored.load_state_dict(round_trip(alg))
     assert restored.aggregator.seen == {1: 1, 2: 2, 4: 1}
 
@@ -247,7 +247,7 @@ def test_db_mtl_class_applies_its_rule_to_log_loss_gradients_with_per_task_state
                 p -= 0.1 * p.grad if p.grad is not None else 0
     torch.testing.assert_close(alg.momentum, momentum, atol=1e-4, rtol=1e-4)
     assert alg.steps.tolist() == [2, 3, 2, 2]
-    restored = build(DBMTL, seed=3)
+    restored = build(DBMTL, init_seed=3)
     restored.load_state_dict(round_trip(alg))
     torch.testing.assert_close(restored.momentum, alg.momentum)
     assert restored.steps.tolist() == [2, 3, 2, 2]
@@ -313,7 +313,7 @@ def test_excess_mtl_multiplicative_weights_from_excess_risks():
     # the hand-computed risk is the AdaGrad-preconditioned squared norm
     G = torch.tensor([[3.0, 4.0]])
     torch.testing.assert_close(excess_risks(G, G * G), torch.tensor([3.0 + 4.0]), atol=1e-5, rtol=0)
-    restored = build(ExcessMTL, seed=4)
+    restored = build(ExcessMTL, init_seed=4)
     restored.load_state_dict(round_trip(alg))
     torch.testing.assert_close(restored.grad_sq_sum, alg.grad_sq_sum)
     torch.testing.assert_close(restored.loss_weights, alg.loss_weights)
@@ -334,7 +334,7 @@ def test_every_gradient_method_steps_with_a_missing_task_and_checkpoints(cls):
     assert all(torch.isfinite(p.grad).all() for p in alg.backbone.parameters())
     assert all(p.grad is None for p in alg.heads.head(3).parameters())
     assert alg.last_gradient_path in ("gramian", "jacobian", "representation")
-    restored = build(cls, seed=9)
+    restored = build(cls, init_seed=9)
     restored.load_state_dict(round_trip(alg))
     for (name, a), (_, b) in zip(alg.state_dict().items(), restored.state_dict().items()):
         if isinstance(a, torch.Tensor):
@@ -352,3 +352,131 @@ def test_docstring_and_repr_show_every_hyperparameter(cls):
     for name in names:
         assert f"{name}:" in doc, name
         assert f"{name}=" in text, name
+
+
+# -- aggregator-backed methods: the update is the aggregator's rule on the loop's J ------
+
+from mtlcli.algorithms import (AlignedMTL, CAGrad, ConFIG, DualProj, FairGrad, GradDrop, GradVac,  # noqa: E402
+                               IMTL, MoCo, NashMTL, PCGrad, UPGrad)
+
+RULES = [
+    (PCGrad, dict(reduction="mean", eps=1e-8), lambda: aggregators.PCGrad("mean", 1e-8)),
+    (GradVac, dict(beta=0.3), lambda: aggregators.GradVac(0.3)),
+    (CAGrad, dict(c=0.5, rescale=0), lambda: aggregators.CAGrad(0.5, 0)),
+    (AlignedMTL, dict(reduction="mean"), lambda: aggregators.AlignedMTL("mean")),
+    (UPGrad, dict(), lambda: aggregators.UPGrad()),
+    (DualProj, dict(), lambda: aggregators.DualProj()),
+    (FairGrad, dict(alpha=2.0), lambda: aggregators.FairGrad(2.0)),
+    (ConFIG, dict(), lambda: aggregators.ConFIG()),
+    (NashMTL, dict(max_norm=0.0), lambda: aggregators.NashMTL(0.0)),
+    (GradDrop, dict(leak=0.2, seed=3), lambda: aggregators.GradDrop(0.2, 3)),
+    (MoCo, dict(gamma=0.2), lambda: aggregators.MoCo(gamma=0.2)),
+    (IMTL, dict(variant="imtl_g"), lambda: aggregators.IMTLG()),
+]
+
+
+def rule_direction(aggregator, J, ids):
+    if aggregator.gramian_only:
+        return aggregator.weights((J @ J.T).double(), ids).float() @ J
+    return aggregator(J, ids)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("cls,hyper,rule", RULES, ids=lambda v: getattr(v, "__name__", ""))
+def test_update_is_the_aggregator_rule_on_the_per_task_gradients(cls, hyper, rule, bn):
+    alg = build(cls, bn=bn, **hyper)
+    aggregator = rule()
+    for seed, present in [(1, (1, 2, 3)), (2, (2, 3, 4))]:  # two steps: stateful rules evolve alike
+        x, y, tid = batch(present=present, seed=seed)
+        ids, _, J, heads = reference(alg, x, y, tid)
+        expected = rule_direction(aggregator, J, ids)
+        alg.zero_grad(set_to_none=True)
+        alg.training_step(x, y, tid)
+        assert alg.last_gradient_path == ("batched" if bn else "jacobian" if alg.needs_jacobian else "gramian")
+        torch.testing.assert_close(shared_grad(alg), expected, atol=1e-4, rtol=1e-3)
+        for t in ids:
+            for g, g_ref in zip(head_grad(alg, t), heads[t]):
+                torch.testing.assert_close(g, g_ref, atol=ATOL, rtol=1e-4)
+    if aggregator.state_dict():  # the method's checkpoint carries the rule's state
+        restored = build(cls, bn=bn, init_seed=7, **hyper)
+        restored.load_state_dict(round_trip(alg))
+        assert_same(restored.aggregator.state_dict(), aggregator.state_dict())
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, equal_nan=True)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("variant", ["imtl_l", "both"])
+def test_imtl_loss_scales(variant):
+    alg = build(IMTL, variant=variant)
+    with torch.no_grad():
+        alg.loss_scale.copy_(torch.tensor([0.3, -0.2, 0.1, 0.5]))
+    x, y, tid = batch(present=(1, 2, 4))
+    ids, L, J, heads = reference(alg, x, y, tid)
+    s = torch.tensor([0.3, -0.2, 0.5]).exp()
+    if variant == "imtl_l":
+        w = s
+    else:  # IMTL-G on the scaled gradients, mapped back to the raw ones
+        Js = J * s[:, None]
+        w = aggregators.IMTLG().weights((Js @ Js.T).double(), ids).float() * s
+    alg.training_step(x, y, tid)
+    torch.testing.assert_close(shared_grad(alg), w @ J, atol=1e-4, rtol=1e-3)
+    # d/ds (e^s L - s) = e^s L - 1; task 3 is absent
+    torch.testing.assert_close(alg.loss_scale.grad, torch.tensor([s[0] * L[0] - 1, s[1] * L[1] - 1, 0.0,
+                                                                  s[2] * L[2] - 1]), atol=1e-6, rtol=1e-5)
+    for k, t in enumerate(ids):
+        for g, g_ref in zip(head_grad(alg, t), heads[t]):
+            torch.testing.assert_close(g, s[k] * g_ref, atol=ATOL, rtol=1e-4)
+
+
+def test_imtl_g_equal_projections_on_the_unit_gradients():
+    alg = build(IMTL, variant="imtl_g")
+    x, y, tid = batch()
+    _, _, J, _ = reference(alg, x, y, tid)
+    alg.training_step(x, y, tid)
+    projections = (J / J.norm(dim=1, keepdim=True)) @ shared_grad(alg)
+    torch.testing.assert_close(projections, projections.mean().expand(3), atol=1e-5, rtol=1e-4)
+
+
+def test_nash_mtl_clips_and_reuses_weights_between_solves():
+    alg = build(NashMTL, max_norm=0.5, update_weights_every=2)
+    solver = aggregators.NashMTL(0.0)
+    x, y, tid = batch()
+    ids, _, J, _ = reference(alg, x, y, tid)
+    alpha = solver.weights((J @ J.T).double(), ids).float()
+    alg.training_step(x, y, tid)
+    d = shared_grad(alg)
+    torch.testing.assert_close(d.norm(), torch.tensor(0.5), atol=1e-5, rtol=1e-5)  # ||Gᵀα|| = sqrt(3) > 0.5
+    torch.testing.assert_close(d, (alpha @ J) * (0.5 / (alpha @ J).norm()), atol=1e-5, rtol=1e-4)
+    # second step: the same weights on new gradients, clipped again
+    alg.zero_grad(set_to_none=True)
+    x, y, tid = batch(seed=2)
+    _, _, J2, _ = reference(alg, x, y, tid)
+    alg.training_step(x, y, tid)
+    expected = alpha @ J2
+    expected = expected * min(1.0, 0.5 / expected.norm().item())
+    torch.testing.assert_close(shared_grad(alg), expected, atol=1e-5, rtol=1e-4)
+    restored = build(NashMTL, max_norm=0.5, update_weights_every=2)
+    restored.load_state_dict(round_trip(alg))
+    assert restored.method_state()["step"] == 2
+    torch.testing.assert_close(restored.method_state()["weights"], alpha.double(), atol=1e-6, rtol=1e-6)
+    # a task never solved for forces a solve even between scheduled ones
+    alg.training_step(*batch(present=(1, 4), seed=3))
+    assert 4 in alg._solved
+
+
+def test_nash_mtl_undefined_input_raises_instead_of_equal_weights():
+    alg = build(NashMTL)
+    x, y, tid = batch(present=(1, 2))
+    with torch.no_grad():  # task 2's head outputs constant logits: zero gradient for the backbone
+        alg.heads.head(2).weight.zero_()
+    with pytest.raises(aggregators.UndefinedAggregationError):
+        alg.training_step(x, y, tid)

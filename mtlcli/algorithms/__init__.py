@@ -17,6 +17,16 @@ from mtlcli.algorithms.dualproj import DualProj
 from mtlcli.algorithms.gradnorm import GradNorm
 from mtlcli.algorithms.excess_mtl import ExcessMTL
 from mtlcli.algorithms.db_mtl import DBMTL
+from mtlcli.algorithms.pcgrad import PCGrad
+from mtlcli.algorithms.gradvac import GradVac
+from mtlcli.algorithms.cagrad import CAGrad
+from mtlcli.algorithms.imtl import IMTL
+from mtlcli.algorithms.nash_mtl import NashMTL
+from mtlcli.algorithms.aligned_mtl import AlignedMTL
+from mtlcli.algorithms.fairgrad import FairGrad
+from mtlcli.algorithms.config_method import ConFIG
+from mtlcli.algorithms.graddrop import GradDrop
+from mtlcli.algorithms.moco import MoCo
 
 BUILTIN_ALGORITHMS = [
     "JointLearning",
@@ -32,8 +42,18 @@ BUILTIN_ALGORITHMS = [
     "ExcessMTL",
     "DBMTL",
     "MGDA",
+    "PCGrad",
+    "GradVac",
+    "CAGrad",
+    "IMTL",
+    "NashMTL",
+    "AlignedMTL",
     "UPGrad",
     "DualProj",
+    "GradDrop",
+    "FairGrad",
+    "ConFIG",
+    "MoCo",
 ]
 
 __all__ = ["MTLAlgorithm", "NonFiniteLossError", "StepOutput", "GradientMethod", "NonFiniteGradientError",

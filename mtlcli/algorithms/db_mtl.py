@@ -72,6 +72,8 @@ class DBMTL(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    hyperparameters = ("beta", "beta_sigma")
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads, beta: float = 0.9, beta_sigma: float = 0.0,
                  gradient_path: GradientPath = "auto"):
         super().__init__(backbone, heads, None, gradient_path)
@@ -101,5 +103,3 @@ class DBMTL(GradientMethod):
             self.momentum[slots] = m
         return Update(direction=direction, head_weights=scale)
 
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, beta_sigma={self.beta_sigma}, gradient_path={self.gradient_path!r}"

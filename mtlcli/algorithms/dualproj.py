@@ -35,11 +35,11 @@ class DualProj(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    hyperparameters = ("reg_eps", "norm_eps")
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads, reg_eps: float = 0.0, norm_eps: float = 1e-4,
                  gradient_path: GradientPath = "auto"):
         super().__init__(backbone, heads, aggregators.DualProj(reg_eps, norm_eps), gradient_path)
         self.reg_eps = float(reg_eps)
         self.norm_eps = float(norm_eps)
 
-    def extra_repr(self) -> str:
-        return f"reg_eps={self.reg_eps}, norm_eps={self.norm_eps}, gradient_path={self.gradient_path!r}"

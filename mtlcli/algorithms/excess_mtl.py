@@ -61,6 +61,8 @@ class ExcessMTL(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    hyperparameters = ("robust_step_size",)
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads, robust_step_size: float = 1e-2,
                  gradient_path: GradientPath = "auto"):
         super().__init__(backbone, heads, None, gradient_path)
@@ -95,5 +97,3 @@ class ExcessMTL(GradientMethod):
         weights = self.loss_weights[slots].to(grads.jacobian.dtype)
         return Update(weights=weights, head_weights=weights)
 
-    def extra_repr(self) -> str:
-        return f"robust_step_size={self.robust_step_size}, gradient_path={self.gradient_path!r}"

@@ -23,7 +23,7 @@ Heads are not aggregated: head t receives ``∇L_t`` (see ``jacobian.py``), time
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,9 @@ class GradientMethod(MTLAlgorithm):
     # data-parallel runs: the engine averages each task's gradient over processes
     # before aggregation, so every process aggregates the same global Jacobian
     averages_own_gradients = True
+
+    #: constructor arguments (besides backbone, heads, gradient_path) that ``repr`` shows
+    hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, aggregator: Any = None,
                  gradient_path: GradientPath = "auto"):
@@ -188,4 +191,8 @@ class GradientMethod(MTLAlgorithm):
         self.load_method_state(state.get("method", {}))
 
     def extra_repr(self) -> str:
-        return f"aggregator={self.aggregator!r}, gradient_path={self.gradient_path!r}"
+        """The constructor arguments named in ``hyperparameters``, then ``gradient_path``."""
+        shown = [f"{name}={getattr(self, name)!r}" for name in self.hyperparameters]
+        if not self.hyperparameters and self.aggregator is not None:
+            shown.append(f"aggregator={self.aggregator!r}")
+        return ", ".join(shown + [f"gradient_path={self.gradient_path!r}"])

@@ -40,6 +40,8 @@ class GradNorm(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    hyperparameters = ("alpha",)
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads, alpha: float = 1.5,
                  gradient_path: GradientPath = "auto"):
         super().__init__(backbone, heads, None, gradient_path)
@@ -77,5 +79,3 @@ class GradNorm(GradientMethod):
         weights = w.detach().to(grads.gramian.dtype)
         return Update(weights=weights, head_weights=weights)
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, gradient_path={self.gradient_path!r}"

@@ -229,6 +229,13 @@ class _Structure:
                                   and not isinstance(m, _ROW_WISE_LEAVES + _BATCH_NORMS)), None)
         owned = {id(p) for m in self.covered for p in m.parameters(recurse=False)}
         self.uncovered = [(name, p) for name, p in backbone.named_parameters() if id(p) not in owned]
+        self.params = list(backbone.parameters())
+        self._heads: dict[int, list[Tensor]] = {}
+
+    def head_params(self, heads: nn.Module, task_id: int) -> list[Tensor]:
+        if task_id not in self._heads:
+            self._heads[task_id] = list(heads.head(task_id).parameters())
+        return self._heads[task_id]
 
 
 # ---------------------------------------------------------------------------
@@ -253,8 +260,9 @@ class TaskGradients:
     def __init__(self, task_ids: list[int], path: str, reason: str | None, params: list[Tensor],
                  gramian: Callable[[], Tensor], jacobian: Tensor | None, used: list[bool],
                  head_params: list[list[Tensor]], head_grads: list[list[Tensor | None]],
-                 layers: list[_Layer] | None = None, rows: Tensor | None = None):
+                 layers: list[_Layer] | None = None, rows: Tensor | None = None, complete: bool = False):
         self.task_ids = task_ids
+        self._gramian_complete = complete  # the Gramian covers every shared parameter
         self.path = path
         self.reason = reason
         self.params = params
@@ -290,6 +298,13 @@ class TaskGradients:
         is that large. Finite factors whose products overflow make a non-finite
         update, which :class:`GradientMethod` catches afterwards.
         """
+        if self._gramian_complete and self._layers is not None and self.jacobian is None:
+            # Gramian path: the diagonal (||g_t||², needed by the method anyway) settles
+            # the common case; only a failing step pays for the search below
+            heads = [g.detach().sum() for grads in self._head_grads for g in grads if g is not None]
+            diag = torch.diagonal(self.gramian)
+            if bool(torch.isfinite(torch.cat([diag, torch.stack(heads).to(diag)]) if heads else diag).all()):
+                return None
         device = self._head_device()
         zero = torch.zeros((), device=device)
         head_sums = torch.stack([sum((g.detach().sum() for g in grads if g is not None), zero)
@@ -398,6 +413,7 @@ class TaskGradientEngine:
         self._batched_works: bool | None = None  # learnt on first use; avoids retaining graphs after
         self._scratch: Tensor | None = None       # the fast Jacobian path's reused (T, P) buffer
         self._structure_cache: _Structure | None = None
+        self._lookups: dict[tuple, Tensor] = {}
 
     # -- forward side --------------------------------------------------------
     @contextmanager
@@ -449,11 +465,12 @@ class TaskGradientEngine:
         rec = self.take_recording()
         task_ids = list(task_losses)
         losses = [task_losses[t] for t in task_ids]
-        params = [p for p in self.backbone.parameters() if p.requires_grad]
-        head_params = [[p for p in self.heads.head(t).parameters() if p.requires_grad] for t in task_ids]
+        structure = self._structure()
+        params = [p for p in structure.params if p.requires_grad]
+        head_params = [[p for p in structure.head_params(self.heads, t) if p.requires_grad] for t in task_ids]
         subset = None if gramian_params is None else {id(p) for p in gramian_params}
 
-        rows = _row_positions(rec.task_id, task_ids) if rec is not None else None
+        rows = self._row_positions(rec.task_id, task_ids) if rec is not None else None
         reason = (self._fast_path_blocker(rec, rows, len(task_ids)) if self.path in ("auto", "fast")
                   else f"path={self.path!r} requested")
         if reason is not None and self.path == "fast":
@@ -461,6 +478,20 @@ class TaskGradientEngine:
         if reason is None:
             return self._fast(rec, rows, task_ids, losses, params, head_params, need, subset)
         return self._general(task_ids, losses, params, head_params, subset, reason)
+
+    def _row_positions(self, task_id: Tensor, task_ids: list[int]) -> Tensor:
+        """Per batch row, the position of its task in ``task_ids`` (-1 for a task not
+        listed), through a lookup table kept per set of tasks (no host sync)."""
+        key = (tuple(task_ids), task_id.device)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            if len(self._lookups) > 256:
+                self._lookups.clear()
+            lookup = torch.full((max(task_ids) + 2,), -1, dtype=torch.long)
+            lookup[torch.tensor(task_ids)] = torch.arange(len(task_ids))
+            lookup = self._lookups[key] = lookup.to(task_id.device)
+        # ids beyond the table (tasks without a loss) land on its last entry, -1
+        return lookup[task_id.long().clamp(0, lookup.shape[0] - 1)]
 
     def _structure(self) -> "_Structure":
         """What the fast path needs to know about the backbone's modules, found once
@@ -495,8 +526,8 @@ class TaskGradientEngine:
             if c.inputs._version != c.in_version or c.output._version != c.out_version:
                 return f"{type(m).__name__}'s input or output was modified in place"
         # every row belongs to a task with a loss, and every such task has rows (one sync)
-        low, fewest = torch.stack([rows.min(), torch.bincount(rows.clamp_min(0), minlength=T).min()]).tolist()
-        if low < 0 or fewest == 0:
+        positions = torch.unique(rows).tolist()
+        if positions[0] < 0 or len(positions) != T:
             return "the losses do not match the recorded batch's tasks"
         return None
 
@@ -541,7 +572,8 @@ class TaskGradientEngine:
             return _fast_gramian(layers, rows, T, subset, blocks, groups_of, dtype)
 
         return TaskGradients(task_ids, "jacobian" if need == "jacobian" else "gramian", None, params,
-                             gramian, jacobian, used, head_params, head_grads, layers=layers, rows=rows)
+                             gramian, jacobian, used, head_params, head_grads, layers=layers, rows=rows,
+                             complete=subset is None)
 
     def _jacobian_scratch(self, T: int, P: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """A (T, P) buffer kept between steps. A fresh T x P allocation every step costs
@@ -615,7 +647,7 @@ class TaskGradientEngine:
         grads = torch.autograd.grad(torch.stack([task_losses[t] for t in task_ids]).sum(), [z] + flat_heads,
                                     retain_graph=True, allow_unused=True)
         z_grad = torch.zeros_like(z) if grads[0] is None else grads[0]
-        rows = _row_positions(rec.task_id, task_ids)
+        rows = self._row_positions(rec.task_id, task_ids)
         return RepresentationGradients(task_ids, z, z_grad, rows, head_params, _unflatten(grads[1:], head_params))
 
 
@@ -760,15 +792,6 @@ def _averaged_over_processes(mine: TaskGradients, task_ids: list[int], heads: nn
 
     mine._release()
     return TaskGradients(task_ids, mine.path, mine.reason, params, gramian, jacobian, used, head_params, head_grads)
-
-
-def _row_positions(task_id: Tensor, task_ids: list[int]) -> Tensor:
-    """Per batch row, the position of its task in ``task_ids`` (-1 for a task not listed)."""
-    task_id = task_id.long()
-    size = max(max(task_ids), int(task_id.max())) + 1
-    lookup = torch.full((size,), -1, dtype=torch.long, device=task_id.device)
-    lookup[torch.tensor(task_ids, device=task_id.device)] = torch.arange(len(task_ids), device=task_id.device)
-    return lookup[task_id]
 
 
 def _unflatten(flat: Sequence[Tensor | None], shapes: list[list[Tensor]]) -> list[list[Tensor | None]]:

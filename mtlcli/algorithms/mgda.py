@@ -53,6 +53,8 @@ class MGDA(GradientMethod):
             (unused with ``mgda_ub``, which needs one backward on any backbone).
     """
 
+    hyperparameters = ("normalization", "mgda_ub")
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads,
                  normalization: Literal["none", "l2", "loss", "loss+"] = "none", mgda_ub: bool = False,
                  gradient_path: GradientPath = "auto"):
@@ -71,6 +73,3 @@ class MGDA(GradientMethod):
     def aggregate(self, grads, losses: Tensor, task_ids: list[int]) -> Update:
         return Update(weights=self.aggregator.weights(grads.gramian, task_ids, losses=losses))
 
-    def extra_repr(self) -> str:
-        return (f"normalization={self.normalization!r}, mgda_ub={self.mgda_ub}, "
-                f"gradient_path={self.gradient_path!r}")
