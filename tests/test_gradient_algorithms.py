@@ -480,3 +480,39 @@ def test_nash_mtl_undefined_input_raises_instead_of_equal_weights():
         alg.heads.head(2).weight.zero_()
     with pytest.raises(aggregators.UndefinedAggregationError):
         alg.training_step(x, y, tid)
+
+
+# -- training: every gradient method learns the default digits experiment ------------------
+
+@pytest.fixture(scope="module")
+def digits_experiment():
+    from mtlcli.compose import compose
+    from mtlcli.resources import config_search_path
+
+    return compose("example_mtl_train", ["trainer.max_epochs=1"], config_search_path())
+
+
+TRAINING_CASES = [(cls, {}) for cls in GRADIENT_METHODS] + [(MGDA, {"mgda_ub": True}), (IMTL, {"variant": "imtl_l"})]
+
+
+@pytest.mark.parametrize("cls,hyper", TRAINING_CASES, ids=lambda v: getattr(v, "__name__", None) or str(v))
+def test_trains_the_default_digits_experiment_for_an_epoch(cls, hyper, digits_experiment, tmp_path):
+    from mtlcli.engine.progress import Progress
+    from mtlcli.experiment import build_run, run_data
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = copy.deepcopy(digits_experiment.config)
+        config["mtl_algorithm"] = {"_target_": f"mtlcli.algorithms.{cls.__name__}", **hyper}
+        built = build_run(config, digits_experiment)
+        assert isinstance(built.model, cls)
+        results = built.trainer.fit(built.model, built.optimizer, built.scheduler, run_data(built), tmp_path,
+                                    Progress("quiet"))
+    finally:
+        torch.set_num_threads(threads)
+    # the default backbone has BatchNorm in training mode: the exact general path
+    assert built.model.last_gradient_path in ("batched", "representation")
+    assert [r.task_id for r in results] == [1, 2, 3, 4, 5]
+    for r in results:  # digit pairs: chance is 0.5
+        assert math.isfinite(r.loss) and r.accuracy > 0.8, (cls.__name__, r)
