@@ -252,3 +252,52 @@ def test_nonfinite_task_is_named_on_the_fast_path():
     grads = engine.compute(losses, "gramian")
     assert grads.path == "gramian"
     assert grads.nonfinite_task() == 2
+
+
+# -- properties over random shapes and task assignments ------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(widths=st.lists(st.integers(1, 9), min_size=1, max_size=3), num_tasks=st.integers(1, 4),
+       batch_size=st.integers(1, 14), bias=st.booleans(), data=st.data())
+def test_fast_paths_equal_the_loop_on_random_networks_and_batches(widths, num_tasks, batch_size, bias, data):
+    torch.manual_seed(data.draw(st.integers(0, 2**16)))
+    dims = [4, *widths]
+    layers = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b, bias=bias), nn.Tanh()]
+    backbone = nn.Sequential(*layers)
+    classes = {t: data.draw(st.integers(1, 4)) for t in range(1, num_tasks + 1)}
+    heads = MTLHeads(dims[-1], classes)
+    tid = torch.tensor(data.draw(st.lists(st.integers(1, num_tasks), min_size=batch_size, max_size=batch_size)))
+    x = torch.randn(batch_size, 4)
+    y = torch.stack([torch.randint(0, classes[int(t)], ()) for t in tid])
+    _, J, _ = reference(backbone, heads, x, y, tid)
+    engine = TaskGradientEngine(backbone, heads)
+    for need in ("gramian", "jacobian"):
+        grads = engine.compute(forward(engine, backbone, heads, x, y, tid), need)
+        assert grads.path == need
+        assert (grads.jacobian is None) == (need == "gramian")  # the Gramian path forms no T x P matrix
+        torch.testing.assert_close(grads.gramian, J @ J.T, atol=1e-5, rtol=1e-4)
+        weights = torch.randn(len(grads.task_ids))
+        backbone.zero_grad(set_to_none=True)
+        grads.apply_weights(weights)
+        torch.testing.assert_close(shared_grad(backbone), weights @ J, atol=1e-5, rtol=1e-4)
+    assert engine._scratch is not None  # formed once, for the Jacobian request only
+
+
+def test_nonfinite_task_is_named_on_the_general_path():
+    backbone, heads, shape = make("mlp_bn")
+    x, y, tid = batch(shape, [1, 2, 3], heads.num_classes)
+    engine = TaskGradientEngine(backbone, heads)
+    losses = forward(engine, backbone, heads, x, y, tid)
+    # poison task 3's loss with a term whose value is 0 and whose gradient is NaN
+    term = backbone(x)[tid == 3].sum() * 0.0
+    term.register_hook(lambda g: torch.where(g != 0, g * float("nan"), g))
+    losses = {**losses, 3: losses[3] + term}
+    grads = engine.compute(losses, "gramian")
+    assert grads.path == "batched"
+    assert grads.nonfinite_task() == 3
