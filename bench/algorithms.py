@@ -356,7 +356,7 @@ def machine(device: torch.device) -> str:
 def render(results, device, args) -> str:
     lines = ["# Benchmark: algorithm step time and per-task gradient cost", "",
              f"Machine: {machine(device)}  ", f"Date: {datetime.date.today().isoformat()}  ",
-             f"Command: `python bench/algorithms.py {' '.join(sys.argv[1:])}`".rstrip() + "  ",
+             f"Command: `{' '.join(['python bench/algorithms.py', *sys.argv[1:]])}`  ",
              f"Rounds x steps: {args.rounds} x {args.steps} (fastest round's median per method, "
              f"methods interleaved)", ""]
     lines += ["Workloads: small = 5 digit-pair tasks, MLP 64-256-256, batch 64; large = 10 tasks "
@@ -384,6 +384,18 @@ def render(results, device, args) -> str:
             peak = "" if r.peak is None else f"{r.peak:.1f}"
             held = "" if r.held is None else f"{r.held:.1f}"
             lines.append(f"| {r.name} | {r.kind} | {1e3 * r.seconds:.2f} | {ratio:.2f} | {agg} | {peak} | {held} | {verdict} |")
+        missed = []
+        for r in rows:
+            target = TARGETS.get((r.kind, workload))
+            if r.error or target is None or r.seconds / joint <= target:
+                continue
+            note = f"{r.name} {r.seconds / joint:.2f}x"
+            if r.aggregate_seconds is not None:
+                note += (f" (its rule takes {1e3 * r.aggregate_seconds:.2f} ms; the step without it: "
+                         f"{(r.seconds - r.aggregate_seconds) / joint:.2f}x)")
+            missed.append(note)
+        if missed:
+            lines += ["", "Targets missed: " + "; ".join(missed) + "."]
         plain = paths[0][1]
         lines += ["", "Per-task gradients (backward side: compute + apply the update), relative to one "
                   "plain backward of the summed loss:", "",

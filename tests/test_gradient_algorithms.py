@@ -516,3 +516,17 @@ def test_trains_the_default_digits_experiment_for_an_epoch(cls, hyper, digits_ex
     assert [r.task_id for r in results] == [1, 2, 3, 4, 5]
     for r in results:  # digit pairs: chance is 0.5
         assert math.isfinite(r.loss) and r.accuracy > 0.8, (cls.__name__, r)
+
+
+@pytest.mark.parametrize("cls,hyper", [(UPGrad, {}), (DBMTL, {}), (MGDA, {"mgda_ub": True})],
+                         ids=["UPGrad", "DBMTL", "MGDA-UB"])
+def test_half_precision_autocast_writes_float32_grads_close_to_the_float32_step(cls, hyper):
+    x, y, tid = batch()
+    exact = build(cls, **hyper)
+    exact.training_step(x, y, tid)
+    alg = build(cls, **hyper)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        alg.training_step(x, y, tid)
+    assert {p.grad.dtype for p in alg.parameters() if p.grad is not None} == {torch.float32}
+    cosine = torch.nn.functional.cosine_similarity(shared_grad(alg), shared_grad(exact), dim=0)
+    assert cosine > 0.98

@@ -376,7 +376,7 @@ class TaskGradients:
 
 def _accumulate(p: Tensor, g: Tensor) -> None:
     """Add ``g`` to ``p.grad`` as ``loss.backward()`` would (a fresh tensor when it is None)."""
-    g = g.detach()
+    g = g.detach().to(p.dtype)  # under autocast the factors may be half precision; .grad is not
     if p.grad is None:
         # never hand the optimizer a view into a larger buffer (the Jacobian, a batched result)
         p.grad = g.clone() if g._base is not None or not g.is_contiguous() else g
