@@ -259,6 +259,8 @@ def test_gradnorm_weights_and_their_gradient_follow_the_paper():
     alg = build(GradNorm, alpha=1.5)
     last = ["backbone.layers.5.weight", "backbone.layers.5.bias"]
     assert [p.shape for p in alg.last_shared_layer_parameters()] == [torch.Size([6, 10]), torch.Size([6])]
+    # with BatchNorm after it, the last Linear is still the last layer of weights
+    assert build(GradNorm, bn=True).last_shared_layer_parameters()[0].shape == torch.Size([6, 10])
     x, y, tid = batch()
     ids, L0, J, _ = reference(alg, x, y, tid)
     alg.training_step(x, y, tid)  # first step: L(0) recorded, weights 1

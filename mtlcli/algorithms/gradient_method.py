@@ -162,15 +162,17 @@ class GradientMethod(MTLAlgorithm):
         return sum(p.numel() for p in self.shared_parameters())
 
     def last_shared_layer_parameters(self) -> list[Tensor]:
-        """Parameters of the last backbone module (registration order) that owns trainable
-        parameters: "the last shared layer" of GradNorm-style methods."""
+        """Parameters of the last backbone module (registration order) that owns a trainable
+        weight matrix or kernel (a parameter with two or more dimensions): "the last shared
+        layer" of GradNorm-style methods. Normalisation layers after it (BatchNorm's affine
+        vectors) do not count as a layer of weights."""
         last: list[Tensor] = []
         for m in self.backbone.modules():
             own = [p for p in m.parameters(recurse=False) if p.requires_grad]
-            if own:
+            if any(p.dim() >= 2 for p in own):
                 last = own
         if not last:
-            raise ValueError("the backbone has no trainable parameters")
+            raise ValueError("the backbone has no trainable weight matrix or kernel")
         return last
 
     # -- state --------------------------------------------------------------------

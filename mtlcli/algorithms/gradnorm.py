@@ -23,7 +23,7 @@ class GradNorm(GradientMethod):
     (a parameter of this module, stepped by the same optimizer). ``w`` gets the
     gradient of the GradNorm loss ``L_grad = Σ_t |w_t G_t - Ḡ r_t^alpha|``
     where ``G_t = ||∇_W L_t||`` on ``W`` = the last shared layer (the last backbone
-    module with trainable parameters), ``Ḡ`` the mean of ``w_t G_t`` over the tasks
+    module with a trainable weight matrix or kernel, with its bias), ``Ḡ`` the mean of ``w_t G_t`` over the tasks
     present, ``r_t = L̃_t / mean(L̃)`` with ``L̃_t = L_t / L_t(0)`` (``L_t(0)``: the
     task's loss at its first step) and the target ``Ḡ r_t^alpha`` held constant,
     so ``∂L_grad/∂w_t = sign(w_t G_t - Ḡ r_t^alpha) G_t``. Before each step ``w`` is
