@@ -18,6 +18,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,18 +88,28 @@ class _Builder:
             named = {key: self.build(value, _join(path, key)) for key, value in named.items()}
         named.update(kwargs)
         partial = node.get("_partial_", False)
-        self.check_arguments(target, name, positional, named, path, partial, where, label)
+        self.check_arguments(target, name, positional, named, path, partial, where, label, injected=set(kwargs))
         if partial:
-            return functools.partial(target, *positional, **named)
+            return _CheckedPartial(target, *positional, **named)._bind_errors(self, name, path, named, where, label)
+        return self.call(target, positional, named, name, path, where, label)
+
+    def call(self, target: Any, args: Any, kwargs: dict, name: str, path: str, where: Origin | None, label: str) -> Any:
+        """Call the target; a value it rejects becomes a ConfigError at the config's position.
+
+        Torch checks arguments with RuntimeError (a negative layer size, a bad device) as
+        often as with ValueError, so those count too; NotImplementedError and
+        RecursionError are bugs, not rejected values, and keep their traceback."""
         try:
-            return target(*positional, **named)
+            return target(*args, **kwargs)
         except ConfigError as err:
             if err.origin is not None:
                 raise
-            raise self.positioned(err, path, named, where) from err
+            raise self.positioned(err, path, kwargs, where) from err
         except MtlcliError:
             raise
-        except (TypeError, ValueError) as err:
+        except (NotImplementedError, RecursionError):
+            raise
+        except (TypeError, ValueError, RuntimeError) as err:
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"{label}{name} rejected its arguments: {detail}", where) from err
 
@@ -106,14 +117,21 @@ class _Builder:
         """A constructor's own ``ConfigError`` has no position; its message starts with the
         argument at fault (``class_split: ...``, ``class_split.2: ...``) when it knows it:
         point there, else at ``_target_``."""
-        key = err.message.split(":", 1)[0].strip()  # an argument, or a dotted key inside one (class_split.2)
+        # The message's first word: an argument, or a dotted key inside one, followed by ':'
+        # or by the sentence about it ("batch_size must be a positive integer").
+        match = _LEADING_KEY.match(err.message)
+        key = match.group(1) if match else ""
         origin = self.origin(_join(path, key)) if key.split(".", 1)[0] in named else None
         return ConfigError(err.message, origin or where, err.hint)
 
     def check_arguments(
-        self, target: Any, name: str, args: list, kwargs: dict, path: str, partial: bool, where: Origin | None, label: str
+        self, target: Any, name: str, args: list, kwargs: dict, path: str, partial: bool, where: Origin | None, label: str,
+        injected: set = frozenset(),
     ) -> None:
-        """Match arguments to the signature first, so a typo'd key gets its own position and a did-you-mean."""
+        """Match arguments to the signature first, so a typo'd key gets its own position and a did-you-mean.
+
+        ``injected`` keys come from the caller (the trainer's ``backbone=``), not from the
+        config: a mistake about them points at ``_target_``."""
         try:
             signature = inspect.signature(target)
         except (TypeError, ValueError):  # some builtins have no signature; the call itself will tell
@@ -123,15 +141,34 @@ class _Builder:
         accepted = [p.name for p in parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         if not takes_any:
             for key in kwargs:
+                key_where = where if key in injected else self.origin(_join(path, key), of_key=True) or where
+                if key in parameters and parameters[key].kind is inspect.Parameter.POSITIONAL_ONLY:
+                    raise ConfigError(f"{label}{name} takes '{key}' positionally only, so it cannot be given by name", key_where)
                 if key not in accepted:
                     guess = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.6)
                     hint = f"did you mean '{guess[0]}'?" if guess else f"it takes: {', '.join(accepted) or 'no keyword arguments'}"
-                    key_where = self.origin(_join(path, key), of_key=True) or where
                     raise ConfigError(f"{label}{name} has no argument '{key}'; {hint}", key_where)
         try:
             (signature.bind_partial if partial else signature.bind)(*args, **kwargs)
         except TypeError as err:
             raise ConfigError(f"{label}{name}: {err}", where) from None
+
+
+class _CheckedPartial(functools.partial):
+    """A ``_partial_: true`` node: the caller completes the call later (the optimizer with
+    the model's parameters), and a value the target rejects then is still a ConfigError at
+    the node's position, not a traceback from deep inside the trainer."""
+
+    def _bind_errors(self, builder: _Builder, name: str, path: str, named: dict, where: Origin | None, label: str):
+        self._error_context = (builder, name, path, named, where, label)
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder, name, path, named, where, label = self._error_context
+        return builder.call(self.func, (*self.args, *args), {**self.keywords, **kwargs}, name, path, where, label)
+
+
+_LEADING_KEY = re.compile(r"\s*([A-Za-z_]\w*(?:\.\w+)*)(?::|\s)")
 
 
 def locate(dotted: str, where: Origin | None = None, label: str = "") -> Any:
