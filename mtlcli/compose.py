@@ -527,14 +527,24 @@ def _package_header(path: Path) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None  # load_yaml reports the problem with a position
     header = None
-    for line in lines:
-        line = line.strip()
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
         if not line:
             continue
+        if number == 1 and re.match(r"\ufeff\s*#\s*@package\b", line):
+            # Hydra reads the header without skipping a byte-order mark, so it would ignore
+            # this one and put the file's keys under another package.
+            raise ConfigError("the file starts with a byte-order mark, which hides its '# @package' header",
+                              Origin(display_path(path), 1, 1), "save the file as UTF-8 without BOM")
         if not re.match(r"#\s*@", line):
             break
         parts = line.lstrip("#").split()
-        if len(parts) == 2 and parts[0] == "@package":
+        if parts and parts[0] == "@package":
+            if len(parts) != 2:
+                problem = "needs a package name" if len(parts) == 1 else "takes one package name"
+                raise ConfigError(f"'# @package' header {problem}, got {line!r}",
+                                  Origin(display_path(path), number, raw.index("@") + 1),
+                                  "e.g. '# @package _global_'")
             header = parts[1]
     if header is None:
         return None
@@ -1123,6 +1133,12 @@ def _experiment_option(experiment: str, roots: list[Path]) -> Any:
         return as_path.resolve()
     if _find_config(f"{EXPERIMENT_GROUP}/{experiment}", roots) is not None:
         return experiment
+    if as_path.is_file():  # an existing file, whatever its name, rather than "unknown experiment"
+        return as_path.resolve()
+    if as_path.exists() or as_path.is_symlink():
+        what = "a folder" if as_path.is_dir() else "a broken or looping link" if not as_path.exists() else "not a regular file"
+        raise ConfigError(f"experiment file '{experiment}' is {what}", COMMAND_LINE,
+                          "give a YAML file or the name of a config in configs/experiment/")
     if looks_like_path and not _find_config(f"{EXPERIMENT_GROUP}/{as_path.name}", roots):
         raise ConfigError(f"experiment file '{experiment}' not found", COMMAND_LINE)
     raise _unknown_option_error(EXPERIMENT_GROUP, experiment, roots, COMMAND_LINE, what=f"experiment '{experiment}'")

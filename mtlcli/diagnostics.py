@@ -10,6 +10,7 @@ yaml-syntax            the file is not valid YAML (tabs, bad indentation, unclos
 duplicate-key          a mapping has the same key twice
 empty-file             the file holds no YAML document
 not-utf8               the file is not UTF-8 text
+unreadable             the file cannot be read (a broken or looping link, an I/O error)
 not-a-mapping          a config (or a ``_target_`` node) is not a ``key: value`` mapping
 missing-target         a component config has no ``_target_``
 bad-target             ``_target_`` does not name an importable object

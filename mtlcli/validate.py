@@ -349,12 +349,23 @@ def config_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
+            inside = []
             for found in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
-                if found.is_file() and found.suffix in _YAML_SUFFIXES and not hidden:
-                    files.append(found)
+                # A YAML name whose link is broken or loops is kept: reading it reports why,
+                # instead of the folder passing as clean without it.
+                readable = found.is_file() or (found.is_symlink() and not found.exists())
+                if readable and found.suffix in _YAML_SUFFIXES and not hidden:
+                    inside.append(found)
+            if not inside:
+                raise UsageError(f"{raw}: no YAML files (.yaml, .yml) in this folder")
+            files += inside
         elif path.is_file():
             files.append(path)
+        elif path.is_symlink():
+            raise UsageError(f"{raw}: a broken or looping link")
+        elif path.exists():
+            raise UsageError(f"{raw}: not a regular file or folder")
         else:
             raise UsageError(f"{raw}: no such file or folder")
     return list(dict.fromkeys(files))
@@ -369,7 +380,8 @@ def validate_paths(paths: Sequence[str | os.PathLike]) -> Report:
     return report
 
 
-_LOAD_CODES = (("duplicate key", "duplicate-key"), ("empty file", "empty-file"), ("not valid UTF-8", "not-utf8"))
+_LOAD_CODES = (("duplicate key", "duplicate-key"), ("empty file", "empty-file"), ("not valid UTF-8", "not-utf8"),
+               ("cannot read file", "unreadable"), ("file not found", "unreadable"))
 
 
 def validate_file(path: str | os.PathLike) -> list[Finding]:
@@ -527,8 +539,15 @@ def check_experiment(composed: Any) -> list[Finding]:
     """
     config = composed.config
     checker = _Checker(_ComposedLocator(composed), unfilled_severity=ERROR)
+    misplaced = _misplaced_sections(config)
+    for key, sections in misplaced.items():
+        checker.add(_experiment_file_origin(composed) or checker.loc.key((key,)), "bad-experiment",
+                    f"{', '.join(sections)}: the experiment's sections ended up under '{key}', not at the top level",
+                    "start the experiment file with the line '# @package _global_'")
     dataset_ok = True
     for key, value in config.items():
+        if key in misplaced:
+            continue  # checking them where they landed would only blame the sections themselves
         before = len(checker.findings)
         checker.walk(value, (key,), key if key in COMPONENT_KINDS else None)
         if key == "mtl_dataset":
@@ -546,6 +565,39 @@ def check_experiment(composed: Any) -> list[Finding]:
     if dataset_ok and isinstance(config.get("mtl_dataset"), dict):
         _check_fit(checker, composed, train_tasks, eval_tasks)
     return checker.findings
+
+
+def _experiment_file_origin(composed: Any) -> Origin | None:
+    """Line 1 of the experiment file, where its ``# @package`` header belongs."""
+    from mtlcli.yamlio import display_path
+
+    choice = str(getattr(composed, "choices", {}).get("experiment"))
+    for path in getattr(composed, "files", []):
+        if str(path) == choice or (path.parent.name == EXPERIMENT_GROUP and path.stem == choice):
+            return Origin(display_path(path), 1, 1)
+    return None
+
+
+def _misplaced_sections(config: dict) -> dict[str, list[str]]:
+    """Top-level keys under which the sections an experiment sets at the top level ended up
+    (``experiment.mtl_algorithm``, ``foo.bar.trainer``): an experiment file without
+    ``# @package _global_`` is composed under its group's package, and everything then
+    looks missing. Maps the top-level key to the dotted sections found."""
+    misplaced: dict[str, list[str]] = {}
+
+    def search(value: Any, at: str, top: str) -> None:
+        for key, child in value.items():
+            if not isinstance(child, dict):
+                continue
+            if key in REQUIRED_SECTIONS and not isinstance(config.get(key), dict):
+                misplaced.setdefault(top, []).append(f"{at}.{key}")
+            elif at.count(".") < 3:
+                search(child, f"{at}.{key}", top)
+
+    for key, value in config.items():
+        if key not in REQUIRED_SECTIONS and isinstance(value, dict):
+            search(value, str(key), key)
+    return misplaced
 
 
 def _check_tasks(checker: _Checker, config: dict, key: str, *, required: bool) -> list[int] | None:

@@ -75,8 +75,10 @@ def display_path(path: str | os.PathLike) -> str:
     """The path as a user wants to read it: relative to the working folder when inside it."""
     path = Path(path)
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
+        # The folder resolved, not the name: a linked file is shown under the name the user
+        # gave it (a broken link's target would name a file that they do not have).
+        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return str(path)
 
 

@@ -134,3 +134,109 @@ def test_injected_positional_only_argument_is_named_as_such_at_the_target(target
                        backbone=torch.nn.Identity(), heads=torch.nn.Identity())
     assert err.origin == Origin("model.yaml", 1, 11)
     assert err.message == f"{targets}.PositionalOnly takes 'backbone' positionally only, so it cannot be given by name"
+
+
+# -- what `mtlcli validate` is pointed at -----------------------------------------------------
+
+def test_validate_a_folder_without_yaml_is_a_usage_error_not_a_clean_pass(tmp_path):
+    from mtlcli.errors import UsageError
+    from mtlcli.validate import config_files
+
+    (tmp_path / "notes.txt").write_text("x: 1\n")
+    with pytest.raises(UsageError, match="no YAML files"):
+        config_files([tmp_path])
+
+
+def test_validate_names_a_special_file_and_a_looping_link_for_what_they_are(tmp_path):
+    import os
+
+    from mtlcli.errors import UsageError
+    from mtlcli.validate import config_files
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="pipe.yaml: not a regular file or folder"):
+        config_files([fifo])
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    with pytest.raises(UsageError, match="a.yaml: a broken or looping link"):
+        config_files([tmp_path / "a.yaml"])
+
+
+# -- the experiment argument and the package header -------------------------------------------
+
+EXPERIMENT = """\
+defaults:
+  - /mtl_dataset: split_digits.yaml
+  - /mtl_algorithm: joint_learning.yaml
+  - /backbone: mlp.yaml
+  - /optimizer: adam.yaml
+  - /trainer: cpu.yaml
+  - _self_
+train_tasks: 2
+"""
+
+
+def compose_error(experiment: str, roots=None) -> ConfigError:
+    from mtlcli.compose import compose
+    from mtlcli.resources import shipped_dir
+
+    with pytest.raises(ConfigError) as info:
+        compose(experiment, [], roots or [shipped_dir("configs")])
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+def test_experiment_argument_naming_a_folder_or_a_device_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert compose_error("runs").message == "experiment file 'runs' is a folder"
+    assert compose_error("/dev/null").message == "experiment file '/dev/null' is not a regular file"
+
+
+def test_experiment_argument_naming_an_existing_file_without_yaml_suffix_reads_it(tmp_path, monkeypatch):
+    # It used to say "unknown experiment 'exp.txt'" about a file that is right there.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.txt").write_text("train_tasks: [1,\n")
+    err = compose_error("exp.txt")
+    assert err.origin.path == "exp.txt" and err.message.startswith("invalid YAML")
+
+
+@pytest.mark.parametrize("header, problem, col", [
+    ("# @package", "needs a package name, got '# @package'", 3),
+    ("#  @package a b", "takes one package name, got '#  @package a b'", 4),
+])
+def test_malformed_package_header_is_an_error_at_the_header(tmp_path, header, problem, col):
+    # Hydra refuses these; mtlcli used to ignore the header and compose the file elsewhere.
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"{header}\n{EXPERIMENT}")
+    err = compose_error(str(path))
+    assert (err.origin.line, err.origin.col) == (1, col)
+    assert err.message == f"'# @package' header {problem}"
+
+
+def test_package_header_after_a_byte_order_mark_is_an_error_not_ignored(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(b"\xef\xbb\xbf# @package _global_\n" + EXPERIMENT.encode())
+    err = compose_error(str(path))
+    assert (err.origin.line, err.origin.col) == (1, 1)
+    assert err.message == "the file starts with a byte-order mark, which hides its '# @package' header"
+
+
+@pytest.mark.parametrize("header, under", [("", "experiment"), ("# @package foo.bar\n", "foo")])
+def test_experiment_without_global_package_is_named_before_its_sections(tmp_path, header, under):
+    # It used to stop at "missing required field 'backbone' ... of JointLearning" in the
+    # shipped joint_learning.yaml, a file the user did not touch.
+    from mtlcli.compose import compose
+    from mtlcli.resources import shipped_dir
+    from mtlcli.validate import check_experiment
+
+    (tmp_path / "experiment").mkdir()
+    path = tmp_path / "experiment" / "mine.yaml"
+    path.write_text(header + EXPERIMENT)
+    composed = compose("mine", [], [tmp_path, shipped_dir("configs")])
+    first = [f for f in check_experiment(composed) if f.is_error][0]
+    assert (first.path, first.line, first.col, first.code) == (str(path), 1, 1, "bad-experiment")
+    assert first.message.endswith(f"the experiment's sections ended up under '{under}', not at the top level")
+    assert "mtl_algorithm" in first.message
+    assert first.hint == "start the experiment file with the line '# @package _global_'"

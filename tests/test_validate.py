@@ -384,3 +384,19 @@ def test_every_code_is_documented_and_used_by_a_test():
     source = Path(__file__).read_text()
     untested = [code for code in CODES if f'"{code}"' not in source]
     assert untested == []
+
+
+def test_a_yaml_link_that_is_broken_or_loops_is_a_finding_under_its_own_name(tmp_path, monkeypatch):
+    # The folder used to pass as "0 files checked, no problems found", and a looping link
+    # ended in a traceback from Path.resolve().
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "gone.yaml").symlink_to("nowhere.yaml")
+    (tmp_path / "configs" / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "configs" / "b.yaml").symlink_to("a.yaml")
+    report = validate_paths(["configs"])
+    assert report.files_checked == 3
+    assert [(f.path, f.code) for f in report.findings] == [
+        ("configs/a.yaml", "unreadable"), ("configs/b.yaml", "unreadable"), ("configs/gone.yaml", "unreadable")]
+    assert report.findings[2].message == "file not found"
+    assert "symbolic links" in report.findings[0].message
