@@ -230,7 +230,7 @@ def algorithm_runner(name: str, spec, batches: Batches, device):
     model = make_model(cls, spec, device)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    agg_time = [0.0, 0]
+    agg_times: list[float] = []  # one entry per call of the method's rule
     if isinstance(model, GradientMethod):
         inner = model.aggregate
 
@@ -241,8 +241,7 @@ def algorithm_runner(name: str, spec, batches: Batches, device):
             start = CLOCK()
             out = inner(grads, *args, **kwargs)
             sync(device)
-            agg_time[0] += CLOCK() - start
-            agg_time[1] += 1
+            agg_times.append(CLOCK() - start)
             return out
 
         model.aggregate = timed_aggregate
@@ -253,7 +252,7 @@ def algorithm_runner(name: str, spec, batches: Batches, device):
         model.training_step(x, y, t)
         optimizer.step()
 
-    return model, Runner(name, step), agg_time
+    return model, Runner(name, step), agg_times
 
 
 def bench_algorithms(workload: str, names, rounds, steps, warmup, device, memory: bool):
@@ -276,7 +275,8 @@ def bench_algorithms(workload: str, names, rounds, steps, warmup, device, memory
     for name, model, runner, agg in ok:
         kind = model.last_gradient_path if isinstance(model, GradientMethod) else "loss"
         kind = {"batched": "jacobian", "loop": "jacobian"}.get(kind, kind)
-        agg_s = agg[0] / agg[1] if agg[1] else None
+        # the median over the timed steps (the last rounds x steps calls), like the step time
+        agg_s = statistics.median(agg[-rounds * steps:]) if agg else None
         peak = peak_mib(runner.step, device) if memory else None
         rows.append(AlgorithmRow(name, kind, runner.seconds, agg_s, peak, held_mib(model)))
         del model

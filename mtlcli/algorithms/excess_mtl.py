@@ -28,9 +28,10 @@ def accumulate_and_risks_(G: Tensor, grad_sq_sum: Tensor, accumulate: bool = Tru
     risks = torch.zeros(G.shape[0], dtype=G.dtype, device=G.device)
     for cols in column_slices(G):
         g, a = G[:, cols], grad_sq_sum[:, cols]
+        squares = g * g
         if accumulate:
-            a.addcmul_(g, g)
-        risks += (a.to(G.dtype) + ADAGRAD_EPS).rsqrt_().mul_(g).mul_(g).sum(1)
+            a.add_(squares.to(a.dtype))
+        risks += squares.div_((a.to(G.dtype) + ADAGRAD_EPS).sqrt_()).sum(1)
     return risks
 
 
