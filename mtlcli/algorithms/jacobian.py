@@ -735,7 +735,7 @@ def _gram(J: Tensor) -> Tensor:
     return gram
 
 
-def column_slices(matrix: Tensor, block_bytes: int = 1 << 18) -> list[slice]:
+def column_slices(matrix: Tensor, block_bytes: int = 1 << 20) -> list[slice]:
     """Column blocks of a (T, P) matrix of about ``block_bytes`` each.
 
     Rules that keep T x P state (momenta, accumulators) make several elementwise
