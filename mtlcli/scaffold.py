@@ -236,8 +236,19 @@ def resolve_algorithm(target: str) -> Signature:
 
 
 def config_path(sig: Signature, config_dir: Path, name: str | None) -> Path:
-    stem = name.removesuffix(".yaml") if name else snake_case(sig.name)
-    return Path(config_dir) / ALGORITHM_KIND / f"{stem}.yaml"
+    return Path(config_dir) / ALGORITHM_KIND / f"{config_stem(name, sig.name)}.yaml"
+
+
+def config_stem(name: str | None, class_name: str) -> str:
+    """The config's option name: ``--name`` or the class name in snake_case. A name is one
+    option of the ``mtl_algorithm`` group, so a folder in it (``../../x``) would write the
+    file outside the group, where no defaults entry can select it."""
+    if name is None:
+        return snake_case(class_name)
+    stem = name.removesuffix(".yaml")
+    if not stem or stem.startswith(".") or "/" in stem or "\\" in stem or os.sep in stem:
+        raise UsageError(f"--name must be a file name without folders, e.g. my_algo (got {name!r})")
+    return stem
 
 
 # -- the new-algorithm command ----------------------------------------------------------
@@ -335,7 +346,7 @@ def plan_scaffold(module_file: Path, *, config_dir: Path, tests_dir: Path, name:
     class_name = camel_case(parts[-1])
     inits = tuple(root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))
                   if not root.joinpath(*parts[:i], "__init__.py").exists())
-    stem = name.removesuffix(".yaml") if name else snake_case(class_name)
+    stem = config_stem(name, class_name)
     return ScaffoldPlan(
         module_file=absolute,
         module=".".join(parts),

@@ -240,3 +240,25 @@ def test_experiment_without_global_package_is_named_before_its_sections(tmp_path
     assert first.message.endswith(f"the experiment's sections ended up under '{under}', not at the top level")
     assert "mtl_algorithm" in first.message
     assert first.hint == "start the experiment file with the line '# @package _global_'"
+
+
+# -- new-algorithm --name -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../../escape", "sub/dir", ".hidden", ".yaml"])
+def test_new_algorithm_name_with_folders_is_refused_before_writing(tmp_path, monkeypatch, name):
+    # `--name ../../escape` used to write escape.yaml two folders above configs/mtl_algorithm/.
+    from mtlcli.errors import UsageError
+    from mtlcli.scaffold import new_algorithm
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="--name must be a file name without folders"):
+        new_algorithm("JointLearning", config_dir=tmp_path / "configs", name=name, echo=lambda *_: None)
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_new_algorithm_name_with_yaml_suffix_still_names_the_file(tmp_path, monkeypatch):
+    from mtlcli.scaffold import new_algorithm
+
+    monkeypatch.chdir(tmp_path)
+    new_algorithm("JointLearning", config_dir=tmp_path / "configs", name="mine.yaml", echo=lambda *_: None)
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml")] == ["configs/mtl_algorithm/mine.yaml"]
