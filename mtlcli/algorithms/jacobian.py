@@ -290,13 +290,15 @@ class TaskGradients:
     def nonfinite_task(self) -> int | None:
         """The first task whose gradient (shared or head) holds NaN/inf, else None.
 
-        Checked on sums, the cheapest reduction that NaN and inf survive (``isfinite``
-        masks and max-abs reductions cost ten times more on a T x P matrix): on the
-        fast path a task's gradients are finite when its rows of every layer's X and
-        Δ are (no T x P pass even when J is formed); otherwise the rows of J are summed. A sum of finite values beyond
-        float range (entries near 1e32) also counts as non-finite: no usable gradient
-        is that large. Finite factors whose products overflow make a non-finite
-        update, which :class:`GradientMethod` catches afterwards.
+        On the Gramian path a finite diagonal ``||g_t||²`` (which NaN and inf never
+        leave finite) settles it. Otherwise it is checked on sums, the cheapest
+        reduction NaN and inf survive (``isfinite`` masks and max-abs reductions cost
+        ten times more on a T x P matrix): on the fast path a task's gradients are
+        finite when its rows of every layer's X and Δ are (no T x P pass even when J
+        is formed); on the general path the rows of J are summed. A sum of finite
+        values beyond float range (entries near 1e32) also counts as non-finite: no
+        usable gradient is that large. Finite factors whose products overflow make a
+        non-finite update, which :class:`GradientMethod` catches afterwards.
         """
         if self._gramian_complete and self._layers is not None and self.jacobian is None:
             # Gramian path: the diagonal (||g_t||², needed by the method anyway) settles
