@@ -155,7 +155,7 @@ def test_list_group_options_of_shipped_groups():
         ("backbone.batch_normalization=False", ("backbone", "batch_normalization"), False),
         ("backbone.hidden_dims.0=32", ("backbone", "hidden_dims"), [32, 100]),
         ("mtl_dataset.cl_dataset.class_split={1: [0, 1, 2]}", ("mtl_dataset", "cl_dataset", "class_split", 1), [0, 1, 2]),
-        ("trainer={max_epochs: 2}", ("trainer",), {"_target_": "mtlcli.engine.Trainer", "max_epochs": 2, "device": "cpu"}),
+        ("trainer={max_epochs: 2}", ("trainer",), {"_target_": "mtlcli.engine.Trainer", "max_epochs": 2, "device": "cpu", "devices": 1}),
         ("+foo.bar=1", ("foo",), {"bar": 1}),
         ("++trainer.max_epochs=7", ("trainer", "max_epochs"), 7),
         ("++brand_new=x", ("brand_new",), "x"),
