@@ -33,6 +33,13 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
+def default_config_name(cls: type) -> str:
+    """The option name a class's config gets: its own ``config_name`` if it sets one (the
+    built-ins use the names the field uses, ``gradvac``, ``moco``), else its name in snake_case.
+    Only the class's own attribute counts, so a subclass does not take its parent's name."""
+    return cls.__dict__.get("config_name") or snake_case(cls.__name__)
+
+
 def camel_case(name: str) -> str:
     """``my_algo`` -> ``MyAlgo``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
@@ -216,7 +223,10 @@ def resolve_algorithm(target: str) -> Signature:
     target = target.strip()
     if "." not in target:
         names = builtin_algorithms()
-        by_key = {n.lower(): n for n in names} | {snake_case(n): n for n in names}
+        import mtlcli.algorithms as builtins
+
+        by_key = ({n.lower(): n for n in names} | {snake_case(n): n for n in names}
+                  | {default_config_name(getattr(builtins, n)): n for n in names})
         if target.lower() not in by_key:
             from mtlcli.validate import did_you_mean
 
@@ -236,15 +246,16 @@ def resolve_algorithm(target: str) -> Signature:
 
 
 def config_path(sig: Signature, config_dir: Path, name: str | None) -> Path:
-    return Path(config_dir) / ALGORITHM_KIND / f"{config_stem(name, sig.name)}.yaml"
+    default = default_config_name(sig.obj) if inspect.isclass(sig.obj) else snake_case(sig.name)
+    return Path(config_dir) / ALGORITHM_KIND / f"{config_stem(name, default)}.yaml"
 
 
-def config_stem(name: str | None, class_name: str) -> str:
-    """The config's option name: ``--name`` or the class name in snake_case. A name is one
-    option of the ``mtl_algorithm`` group, so a folder in it (``../../x``) would write the
-    file outside the group, where no defaults entry can select it."""
+def config_stem(name: str | None, default: str) -> str:
+    """The config's option name: ``--name`` or ``default``. A name is one option of the
+    ``mtl_algorithm`` group, so a folder in it (``../../x``) would write the file outside
+    the group, where no defaults entry can select it."""
     if name is None:
-        return snake_case(class_name)
+        return default
     stem = name.removesuffix(".yaml")
     if not stem or stem.startswith(".") or "/" in stem or "\\" in stem or os.sep in stem:
         raise UsageError(f"--name must be a file name without folders, e.g. my_algo (got {name!r})")
@@ -346,7 +357,7 @@ def plan_scaffold(module_file: Path, *, config_dir: Path, tests_dir: Path, name:
     class_name = camel_case(parts[-1])
     inits = tuple(root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))
                   if not root.joinpath(*parts[:i], "__init__.py").exists())
-    stem = config_stem(name, class_name)
+    stem = config_stem(name, snake_case(class_name))
     return ScaffoldPlan(
         module_file=absolute,
         module=".".join(parts),

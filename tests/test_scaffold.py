@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import mtlcli.algorithms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from mtlcli.scaffold import (
     new_algorithm,
     render_config,
     resolve_algorithm,
+    default_config_name,
     snake_case,
     update_config,
 )
@@ -163,7 +166,7 @@ def test_every_shipped_algorithm_config_is_what_new_algorithm_generates():
     folder = shipped_dir("configs") / "mtl_algorithm"
     stale = []
     for name in BUILTIN_ALGORITHMS:
-        path = folder / f"{snake_case(name)}.yaml"
+        path = folder / f"{default_config_name(getattr(mtlcli.algorithms, name))}.yaml"
         expected = render_config(resolve_algorithm(f"mtlcli.algorithms.{name}"))
         if not path.is_file() or path.read_text() != expected:
             stale.append(path.name)
@@ -172,6 +175,18 @@ def test_every_shipped_algorithm_config_is_what_new_algorithm_generates():
         if path.read_text() != render_config(resolve_algorithm(target)):
             stale.append(path.name)
     assert sorted(set(stale)) == [], "regenerate them: mtlcli new-algorithm --all --force"
+
+
+def test_config_names_use_a_class_own_config_name_else_snake_case():
+    from mtlcli.algorithms import MoCo, UPGrad
+
+    class MyMoCo(MoCo):
+        pass
+
+    assert default_config_name(MoCo) == "moco"
+    assert default_config_name(UPGrad) == "upgrad"
+    assert default_config_name(MyMoCo) == "my_mo_co"  # a subclass does not take its parent's name
+    assert resolve_algorithm("moco").obj is MoCo
 
 
 def test_snake_case_names():
@@ -265,7 +280,7 @@ def test_all_and_name_and_config_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     new_algorithm(None, all_builtins=True, config_dir=Path("mine"), echo=lambda _: None)
     written = sorted(p.name for p in (tmp_path / "mine" / "mtl_algorithm").iterdir())
-    assert written == sorted(f"{snake_case(n)}.yaml" for n in BUILTIN_ALGORITHMS)
+    assert written == sorted(f"{default_config_name(getattr(mtlcli.algorithms, n))}.yaml" for n in BUILTIN_ALGORITHMS)
     new_algorithm("mtlcli.algorithms.DWA", name="dwa_hot", echo=lambda _: None)
     assert (tmp_path / "configs" / "mtl_algorithm" / "dwa_hot.yaml").is_file()
 

@@ -31,5 +31,7 @@ class ConFIG(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "config"  # configs/mtl_algorithm/config.yaml, mtl_algorithm=config
+
     def __init__(self, backbone: nn.Module, heads: MTLHeads, gradient_path: GradientPath = "auto"):
         super().__init__(backbone, heads, aggregators.ConFIG(), gradient_path)

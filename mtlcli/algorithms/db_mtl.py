@@ -72,6 +72,8 @@ class DBMTL(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "db_mtl"  # configs/mtl_algorithm/db_mtl.yaml, mtl_algorithm=db_mtl
+
     hyperparameters = ("beta", "beta_sigma")
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, beta: float = 0.9, beta_sigma: float = 0.0,

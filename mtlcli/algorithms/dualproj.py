@@ -35,6 +35,8 @@ class DualProj(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "dualproj"  # configs/mtl_algorithm/dualproj.yaml, mtl_algorithm=dualproj
+
     hyperparameters = ("reg_eps", "norm_eps")
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, reg_eps: float = 0.0, norm_eps: float = 1e-4,

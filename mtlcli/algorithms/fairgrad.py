@@ -33,6 +33,8 @@ class FairGrad(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "fairgrad"  # configs/mtl_algorithm/fairgrad.yaml, mtl_algorithm=fairgrad
+
     hyperparameters = ("alpha",)
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, alpha: float = 1.0,

@@ -40,6 +40,8 @@ class GradDrop(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "graddrop"  # configs/mtl_algorithm/graddrop.yaml, mtl_algorithm=graddrop
+
     hyperparameters = ("leak", "seed")
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, leak: float = 0.0, seed: int = 0,

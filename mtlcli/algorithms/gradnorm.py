@@ -40,6 +40,8 @@ class GradNorm(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "gradnorm"  # configs/mtl_algorithm/gradnorm.yaml, mtl_algorithm=gradnorm
+
     hyperparameters = ("alpha",)
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, alpha: float = 1.5,

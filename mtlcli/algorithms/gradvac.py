@@ -40,6 +40,8 @@ class GradVac(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "gradvac"  # configs/mtl_algorithm/gradvac.yaml, mtl_algorithm=gradvac
+
     hyperparameters = ("beta", "eps", "order", "seed")
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, beta: float = 0.5, eps: float = 1e-8,

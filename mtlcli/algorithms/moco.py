@@ -39,6 +39,8 @@ class MoCo(GradientMethod):
         gradient_path: per-task gradient path: ``auto``, ``fast``, ``batched`` or ``loop``.
     """
 
+    config_name = "moco"  # configs/mtl_algorithm/moco.yaml, mtl_algorithm=moco
+
     hyperparameters = ("beta", "beta_sigma", "gamma", "gamma_sigma", "rho")
 
     def __init__(self, backbone: nn.Module, heads: MTLHeads, beta: float = 0.5, beta_sigma: float = 0.5,
