@@ -69,10 +69,15 @@ def _origin(composed, key: str) -> Origin | None:
 
 
 def _section(config: dict, key: str, composed) -> Any:
+    """A component section: a mapping with the ``_target_`` that builds it."""
     if key not in config or config[key] is None:
         raise ConfigError(f"the experiment config has no '{key}' (add a defaults entry '/{key}: ...' or set it)",
                           _origin(composed, key) if composed is not None and key in config else None)
-    return config[key]
+    section = config[key]
+    if not isinstance(section, dict) or "_target_" not in section:
+        raise ConfigError(f"'{key}' has no _target_ naming the class that builds it "
+                          f"(select an option, e.g. {key}=..., or add a _target_)", _origin(composed, key))
+    return section
 
 
 def build_run(config: dict, composed=None) -> BuiltRun:
@@ -82,12 +87,17 @@ def build_run(config: dict, composed=None) -> BuiltRun:
 
     origins = composed
     seed = config.get("global_seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"global_seed must be an int, got {seed!r}", _origin(composed, "global_seed"))
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"global_seed must be an int in 0..2**63-1, got {seed!r}", _origin(composed, "global_seed"))
     seed_everything(seed)
 
     trainer = instantiate(_section(config, "trainer", composed), origins=origins, path="trainer")
-    device = trainer.device
+    try:
+        device = trainer.device
+    except ConfigError:
+        raise
+    except MtlcliError as err:  # an unknown or unavailable device: point at the setting
+        raise ConfigError(str(err), _origin(composed, "trainer.device")) from err
     dataset = instantiate(_section(config, "mtl_dataset", composed), origins=origins, path="mtl_dataset")
     dataset.setup()
     train_tasks = resolve_tasks(config.get("train_tasks"), dataset.task_ids, "train_tasks", _origin(composed, "train_tasks"))
@@ -193,7 +203,9 @@ def _new_output_dir(config: dict, composed) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError("output_dir must be a non-empty path", _origin(composed, "output_dir"))
     output_dir = Path(value)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output_dir {output_dir} is an existing file, not a folder", _origin(composed, "output_dir"))
+    if output_dir.exists() and any(output_dir.iterdir()):
         raise MtlcliError(f"output directory {output_dir} already exists and is not empty; a run never writes into "
                           f"another run (resume it with --resume {output_dir}, or set output_dir=...)")
     try:

@@ -67,3 +67,27 @@ def test_same_seed_builds_identical_models_and_different_seeds_do_not():
     c = _build("global_seed=2").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("~trainer", "'trainer' has no _target_"),
+    ("global_seed=99999999999999999999999", "global_seed must be an int in 0..2**63-1"),
+    ("backbone.output_dim=0", "output_dim must be >= 1, got 0"),
+    ("backbone.hidden_dims=[0]", r"hidden_dims\[0\] must be >= 1, got 0"),
+    ("trainer.max_epochs=-3", "max_epochs must be >= 0, got -3"),
+    ("trainer.device=tpu", "unknown device 'tpu'"),
+])
+def test_impossible_settings_are_positioned_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace("*", r"\*")) as caught:
+        _build("trainer.max_epochs=1", override)
+    assert caught.value.origin is not None
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    from mtlcli.experiment import _new_output_dir
+
+    existing = tmp_path / "afile"
+    existing.write_text("mine")
+    with pytest.raises(ConfigError, match="is an existing file, not a folder"):
+        _new_output_dir({"output_dir": str(existing)}, None)
+    assert existing.read_text() == "mine"

@@ -36,6 +36,10 @@ class MLP(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        for name, size in [("input_dim", input_dim), ("output_dim", output_dim),
+                           *((f"hidden_dims[{i}]", d) for i, d in enumerate(hidden_dims))]:
+            if size < 1:
+                raise ValueError(f"{name} must be >= 1, got {size}")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         layers: list[nn.Module] = [nn.Flatten()]

@@ -25,7 +25,7 @@ from mtlcli.engine.checkpoint import capture_rng_state, restore_rng_state, save_
 from mtlcli.engine.evaluation import evaluate
 from mtlcli.engine.metrics import TaskResult, average
 from mtlcli.engine.progress import Progress
-from mtlcli.errors import EXIT_INTERRUPTED, MtlcliError
+from mtlcli.errors import EXIT_INTERRUPTED, ConfigError, MtlcliError
 
 
 class TrainingInterrupted(MtlcliError):
@@ -125,17 +125,17 @@ class Trainer:
         sync_batchnorm: bool = False,
     ):
         if max_epochs < 0:
-            raise MtlcliError(f"trainer.max_epochs must be >= 0, got {max_epochs}")
+            raise ConfigError(f"max_epochs must be >= 0, got {max_epochs}")
         if str(precision) not in ("32", "bf16-mixed"):
-            raise MtlcliError(f"trainer.precision must be '32' or 'bf16-mixed', got {precision!r}")
+            raise ConfigError(f"precision must be '32' or 'bf16-mixed', got {precision!r}")
         if gradient_clip_val is not None and gradient_clip_val <= 0:
-            raise MtlcliError(f"trainer.gradient_clip_val must be positive or null, got {gradient_clip_val}")
+            raise ConfigError(f"gradient_clip_val must be positive or null, got {gradient_clip_val}")
         if lr_scheduler_interval not in ("epoch", "step"):
-            raise MtlcliError(f"trainer.lr_scheduler_interval must be 'epoch' or 'step', got {lr_scheduler_interval!r}")
+            raise ConfigError(f"lr_scheduler_interval must be 'epoch' or 'step', got {lr_scheduler_interval!r}")
         if checkpoint_every_n_epochs < 1:
-            raise MtlcliError(f"trainer.checkpoint_every_n_epochs must be >= 1, got {checkpoint_every_n_epochs}")
+            raise ConfigError(f"checkpoint_every_n_epochs must be >= 1, got {checkpoint_every_n_epochs}")
         if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-            raise MtlcliError(f"trainer.devices must be an integer >= 1, got {devices!r}")
+            raise ConfigError(f"devices must be an integer >= 1, got {devices!r}")
         self.max_epochs = int(max_epochs)
         self.device_name = device
         self.precision = str(precision)
