@@ -1,6 +1,7 @@
 """configs/ and templates/ ship with the distribution, so a non-editable install finds them."""
 
 import configparser
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,8 +27,15 @@ def test_every_config_and_template_folder_is_listed_in_data_files():
 
 
 def test_wheel_contains_every_shipped_config(tmp_path):
+    # build from a copy: setuptools leaves build/ behind, which must not touch the checkout
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("mtlcli", "configs", "templates"):
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
         check=True, capture_output=True,
     )
     (wheel,) = tmp_path.glob("mtlcli-*.whl")
