@@ -42,27 +42,49 @@ def _train_one_process(algorithm: str, output_dir: Path) -> Path:
     return output_dir
 
 
-def _worker(rank: int, world_size: int, port: int, root: str, algorithms: list[str]) -> None:
-    """One torchrun-style process: its own folder, torchrun's variables, the train command."""
+def _worker(rank: int, world_size: int, ports: list[int], root: str, algorithms: list[str]) -> None:
+    """One torchrun-style process: its own folder, torchrun's variables, the train command.
+
+    Each command gets a rendezvous port of its own, as each torchrun launch would: a
+    process group re-created on the same port can meet the previous one's leftovers.
+    """
     os.environ.update(LOOPBACK_ENV)
-    os.environ.update({"MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world_size),
-                       "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"})
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+                       "LOCAL_WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"})
     torch.set_num_threads(1)
     folder = Path(root) / f"rank{rank}"
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)
     from mtlcli.experiment import train_command
 
+    ports = iter(ports)
     for algorithm in algorithms:  # a relative output_dir: each rank would write into its own folder
+        os.environ["MASTER_PORT"] = str(next(ports))
         train_command("example_mtl_train", _overrides(algorithm, f"out_{algorithm}"), quiet=True)
+    # A failure on rank 0 alone (its output folder is taken) must stop rank 1 too, with the same message.
+    os.environ["MASTER_PORT"] = str(next(ports))
+    try:
+        train_command("example_mtl_train", _overrides(algorithms[0], f"out_{algorithms[0]}"), quiet=True)
+    except MtlcliError as err:
+        (Path(root) / f"error{rank}.txt").write_text(str(err))
 
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory) -> Path:
     """Both algorithms trained by 2 spawned processes (one spawn for the whole module)."""
     root = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, free_local_port(), str(root), list(ALGORITHMS)), nprocs=2, join=True)
+    ports = _free_ports(len(ALGORITHMS) + 1)
+    mp.spawn(_worker, args=(2, ports, str(root), list(ALGORITHMS)), nprocs=2, join=True)
     return root
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_local_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +130,12 @@ def test_the_runs_are_not_trivially_equal(single):
     """The two algorithms move the weights differently, so weight equality above is informative."""
     ja, up = _weights(single["joint_learning"]), _weights(single["upgrad"])
     assert any(not torch.allclose(ja[k], up[k]) for k in ja)
+
+
+def test_a_failure_on_rank_0_stops_every_rank_with_its_message(spawned):
+    messages = [(spawned / f"error{rank}.txt").read_text() for rank in (0, 1)]
+    assert messages[0] == messages[1]
+    assert "out_joint_learning already exists and is not empty" in messages[0]
 
 
 def test_only_rank_0_writes(spawned):

@@ -29,10 +29,12 @@ with the global batch's statistics instead (SyncBatchNorm).
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
 import tempfile
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +147,14 @@ def process_group(device: torch.device) -> Iterator[World]:
                           f"{first[:200]}") from err
     try:
         yield current()
+    except BaseException as err:
+        # The traceback keeps the run's frames, and with them DDP and its reducer, alive
+        # past the group's end; torn down at interpreter exit they wait on peers that
+        # are gone. Clearing the finished frames' locals lets them go now.
+        traceback.clear_frames(err.__traceback__)
+        raise
     finally:
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -397,6 +406,7 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     ranks' error output goes to a log folder, and the first failing rank's last line
     is shown when rank 0 did not report the failure itself.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -418,12 +428,20 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     ])
     import logging
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    for name in list(logging.root.manager.loggerDict):  # the agent's notes are not the user's business
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         run(args)
         return 0
     except ChildFailedError as err:
         return _report_failure(err)
+    except SignalException:
+        # Ctrl-C (or SIGTERM) reached the launcher, which passed it on to the processes:
+        # they stop together at a step boundary, rank 0 saves the state and says so.
+        from mtlcli.errors import EXIT_INTERRUPTED
+
+        return EXIT_INTERRUPTED
     finally:
         os.environ.clear()
         os.environ.update(env_before)
