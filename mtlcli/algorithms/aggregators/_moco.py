@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlcli.algorithms.aggregators._base import Aggregator, check_finite_rows, check_matrix, resolve_task_ids
+from mtlcli.algorithms.aggregators._base import (
+    Aggregator,
+    check_finite_rows,
+    check_matrix,
+    column_blocks,
+    resolve_task_ids,
+)
 from mtlcli.algorithms.aggregators._solvers import project_onto_simplex
 
 
@@ -80,18 +86,45 @@ class MoCo(Aggregator):
 
         self._task_steps[rows] += 1
         beta_k = torch.as_tensor(self.beta / self._task_steps[rows] ** self.beta_sigma, dtype=G.dtype, device=G.device)
-        index = torch.as_tensor(rows, device=G.device)
-        y = tracked[index] - beta_k[:, None] * (tracked[index] - G.detach())
-        tracked[index] = y
+        gram = self._track(tracked, rows, G.detach(), beta_k[:, None])
 
         self._step += 1
         gamma_k = self.gamma / self._step**self.gamma_sigma
         lam = self._weights[rows]
         lam = lam / lam.sum() if lam.sum() > 0 else np.full(T, 1.0 / T)
-        gram = (y @ y.T).detach().to("cpu", torch.float64).numpy()
         lam = project_onto_simplex(lam - gamma_k * (gram + self.rho * np.eye(T)) @ lam)
         self._weights[rows] = lam
-        return torch.as_tensor(lam, dtype=torch.float64).to(G.device, G.dtype) @ y
+        # d = Σ_i λ_i y_i over the rows of the tracked matrix (absent tasks weigh 0)
+        every = np.zeros(len(tracked))
+        every[rows] = lam
+        return torch.as_tensor(every, dtype=torch.float64).to(G.device, G.dtype) @ tracked
+
+    @staticmethod
+    def _track(tracked: Tensor, rows: np.ndarray, G: Tensor, beta_k: Tensor) -> np.ndarray:
+        """``y_i <- y_i - beta_k (y_i - g_i)`` in place, in column blocks, and the
+        Gramian of the updated ``y`` (rows in the order of ``G``, float64).
+
+        One pass over the N x d state instead of a gather, three full-size
+        temporaries and a scatter; each block's Gramian is summed in float64."""
+        T = len(rows)
+        in_order = bool((rows == np.arange(T)).all())
+        index = None if in_order else torch.as_tensor(rows, device=G.device)
+        blocks = column_blocks(G)
+        width = blocks[0][1] if blocks else 0
+        gathered = None if in_order else G.new_empty(T, width)
+        difference = G.new_empty(T, width)
+        gram = torch.zeros(T, T, dtype=torch.float64, device=G.device)
+        for start, stop in blocks:
+            n = stop - start
+            if in_order:
+                y = tracked[:T, start:stop]
+            else:
+                y = torch.index_select(tracked[:, start:stop], 0, index, out=gathered[:, :n])
+            y.sub_(torch.sub(y, G[:, start:stop], out=difference[:, :n]).mul_(beta_k))
+            if not in_order:
+                tracked[:, start:stop].index_copy_(0, index, y)
+            gram += y @ y.T
+        return gram.cpu().numpy()
 
     def _rows_for(self, ids: list[int], G: Tensor) -> np.ndarray:
         d = G.shape[1]
