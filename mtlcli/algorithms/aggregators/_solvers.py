@@ -194,8 +194,15 @@ def zero_in_hull(K: np.ndarray, eps: float) -> bool:
     n, C = correlation(K)
     if (n == 0).any():
         return True
+    T = len(K)
+    threshold = 4 * T * eps
+    # Certificate that spares the QP in the common case: on the simplex
+    # wᵀCw >= λ_min(C) ||w||² >= λ_min(C) / T. With twice the threshold as margin
+    # (and room for the rounding of both computations) the QP's answer is known.
+    if float(np.linalg.eigvalsh(C)[0]) / T > 2 * threshold + 1e3 * T * EPS64:
+        return False
     w = min_norm_weights(C, eps)
-    return float(w @ C @ w) <= 4 * len(K) * eps
+    return float(w @ C @ w) <= threshold
 
 
 def damped_newton(
