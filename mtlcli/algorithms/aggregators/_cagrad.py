@@ -16,9 +16,11 @@ RESCALES = (0, 1, 2)
 
 def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray):
     """Minimiser of ``F(w) = bᵀw + rho ||Gᵀw||`` on the affine hull of the face
-    ``support`` (closed form) as ``(w, r, optimal)``, or None when it does not
-    exist; ``optimal`` says whether it satisfies the optimality conditions of the
-    whole simplex.
+    ``support`` (closed form) as ``(w, r, optimal, entering)``, or None when it
+    does not exist; ``optimal`` says whether it satisfies the optimality
+    conditions of the whole simplex; when the minimiser lies in the face but is
+    not optimal, ``entering`` is the vertex outside the face with the most
+    negative reduced cost (else None).
 
     On the face, stationarity ``b + rho K w / ||Gᵀw|| = mu 1`` with ``1ᵀw = 1``
     gives ``w = A1/α - A e / r`` where ``A = K_SS⁻¹``, ``α = 1ᵀA1``,
@@ -46,14 +48,49 @@ def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray
     w = np.zeros(len(K))
     w[S] = np.maximum(w_face, 0.0)
     if (w_face < -1e-12 * np.abs(w_face).max()).any():
-        return w, r, False
+        return w, r, False, None
     # Optimality on the simplex: no other vertex is a descent direction.
     mu = float((b + r * (K @ w))[S] @ w[S])
     reduced = b + r * (K @ w) - mu
     size = np.abs(b) + r * (np.abs(K) @ w) + abs(mu)
     outside = np.ones(len(K), dtype=bool)
     outside[S] = False
-    return w, r, not (reduced[outside] < -1e-9 * size[outside]).any()
+    descent = outside & (reduced < -1e-9 * size)
+    if not descent.any():
+        return w, r, True, None
+    return w, r, False, int(np.argmin(np.where(descent, reduced / size, np.inf)))
+
+
+def _grow_support(K: np.ndarray, b: np.ndarray, rho: float) -> tuple[np.ndarray, float] | None:
+    """The optimal face found with closed forms alone, or None.
+
+    Starts at the best vertex; a face whose minimiser leaves the simplex loses
+    the variables that went negative, a face whose minimiser is feasible but not
+    optimal gains the vertex with the most negative reduced cost. Usually a few
+    closed forms (no QP) reach the optimal face; the answer is accepted only
+    through the same optimality check as in the search, and when this phase
+    stalls (no closed form, a face seen twice) the safeguarded search decides."""
+    T = len(K)
+    support = np.array([int(np.argmin(b + rho * np.sqrt(np.maximum(np.diag(K), 0.0))))])
+    seen: set[tuple[int, ...]] = set()
+    for _ in range(3 * T):
+        seen.add(tuple(support))
+        found = _face_solution(K, b, rho, support)
+        if found is None:
+            return None
+        w, r, optimal, entering = found
+        if optimal:
+            return w, r
+        kept = support[w[support] > 0]
+        if entering is not None:
+            support = np.sort(np.append(support, entering))
+        elif kept.size < support.size and kept.size > 0:
+            support = kept
+        else:
+            return None
+        if tuple(support) in seen:
+            return None
+    return None
 
 
 def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, float]:
@@ -62,7 +99,9 @@ def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, flo
 
     The optimal point ``x* = Gᵀw*`` is the projection of ``-t* g0`` onto the
     convex hull of the rows, for the ``t*`` with ``||x(t*)|| = rho t*`` (the
-    optimality conditions of both problems coincide there). A safeguarded
+    optimality conditions of both problems coincide there). Closed forms on
+    faces grown from the best vertex usually find the optimal face first
+    (:func:`_grow_support`); when they do not, a safeguarded
     search on ``t`` (each step an exact min-norm QP, bisection when the guess
     below leaves the bracket) finds the optimal face; the closed form on that
     face gives the exact answer, checked against the optimality conditions. The
@@ -70,6 +109,9 @@ def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, flo
     """
     T = len(K)
     b = K.sum(axis=1) / T
+    found = _grow_support(K, b, rho)
+    if found is not None:
+        return found
     g0_squared = float(b.sum()) / T
     ones = np.ones(T)
     lo, hi = 0.0, 2.0 * math.sqrt(float(np.max(np.diag(K)))) / rho
@@ -88,7 +130,7 @@ def cagrad_inner(K: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, flo
             tried.add(support)
             found = _face_solution(K, b, rho, np.asarray(support))
             if found is not None:
-                w_face, r, optimal = found
+                w_face, r, optimal, _ = found
                 if optimal:
                     return w_face, r
                 guess = 1.0 / r
