@@ -27,7 +27,9 @@ from mtlcli.errors import MtlcliError
 # batch_size=37 cuts every global batch into uneven pieces (19 + 18 rows).
 COMMON = ["backbone.batch_normalization=false", "backbone.hidden_dims=[32]", "backbone.output_dim=16",
           "trainer.max_epochs=1", "mtl_dataset.batch_size=37", "global_seed=3"]
-ALGORITHMS = {"joint_learning": [], "upgrad": ["mtl_algorithm=upgrad"]}
+# JointLearning; UW, whose own parameter (log-variances) is used only after the forward;
+# UPGrad, a gradient method (per-task gradients averaged before aggregation)
+ALGORITHMS = {"joint_learning": [], "uw": ["mtl_algorithm=uw"], "upgrad": ["mtl_algorithm=upgrad"]}
 LOOPBACK_ENV = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
 
 

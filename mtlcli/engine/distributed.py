@@ -345,7 +345,9 @@ def ddp_ignored_names(model: nn.Module) -> list[str]:
     network = ("backbone.", "heads.")
     names = [name for name, _ in model.named_parameters() if not name.startswith(network)]
     names += [name for name, _ in model.named_buffers() if not name.startswith(network)]
-    return names
+    # DDP matches a top-level parameter (e.g. UW's ``log_variance``) as ".log_variance"
+    # when it builds its reducer (module name "" + "." + name) and as "log_variance" elsewhere
+    return names + ["." + name for name in names if "." not in name]
 
 
 def wrap_model(model: nn.Module, device: torch.device, sync_batchnorm: bool = False) -> nn.Module:
