@@ -62,12 +62,11 @@ def evaluate(
     evaluate_command(run_dir, eval_tasks=eval_tasks, checkpoint=checkpoint)
 
 
-
 @app.command("new-algorithm", short_help="Generate an algorithm's config, or scaffold a new algorithm.")
 def new_algorithm(
     target: Annotated[Optional[str], typer.Argument(help="Algorithm class: a dotted path (mypkg.algos.MyAlgo) or a built-in's name (JointLearning).", show_default=False)] = None,
     config_dir: Annotated[Path, typer.Option("--config-dir", help="Configs folder; the file goes to CONFIG_DIR/mtl_algorithm/.")] = Path("configs"),
-    name: Annotated[Optional[str], typer.Option("--name", help="File name without .yaml (default: the class name in snake_case).", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="File name without .yaml (default: the class's config_name, else its name in snake_case).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     update: Annotated[bool, typer.Option("--update", help="Merge into the existing file: keep its values and comments, add new fields.")] = False,
     stdout: Annotated[bool, typer.Option("--stdout", help="Print instead of writing.")] = False,
@@ -96,6 +95,7 @@ def validate(
     from mtlcli.validate import validate_command
 
     raise typer.Exit(validate_command(paths or [], output_format=output_format, strict=strict, echo=typer.echo))
+
 
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit code.
