@@ -31,7 +31,7 @@ def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray
     norms = np.sqrt(np.diag(K)[S])
     if (norms <= 0).any():
         return None
-    C = K[np.ix_(S, S)] / np.outer(norms, norms)
+    C = K[S][:, S] / np.outer(norms, norms)
     singular_values = np.linalg.svd(C, compute_uv=False)
     if not singular_values[-1] > 1e-13 * singular_values[0]:
         return None

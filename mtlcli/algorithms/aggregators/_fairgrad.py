@@ -13,7 +13,9 @@ from mtlcli.algorithms.aggregators._nash_mtl import check_bargaining_defined
 from mtlcli.algorithms.aggregators._solvers import correlation, damped_newton
 
 
-def fairgrad_weights(K: np.ndarray, alpha: float) -> np.ndarray:
+def fairgrad_weights(
+    K: np.ndarray, alpha: float, correlated: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """The positive solution of ``K a = a^(-1/alpha)`` (elementwise power), for an
     input where 0 is not in the convex hull of the rows.
 
@@ -22,8 +24,7 @@ def fairgrad_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     variables ``y_i = ||g_i|| a_i`` so that the quadratic part is the cosine
     matrix, whatever the gradients' norms.
     """
-    T = len(K)
-    n, C = correlation(K)
+    n, C = correlation(K) if correlated is None else correlated
     p = 1.0 / alpha
 
     def psi(y: np.ndarray):
@@ -76,5 +77,5 @@ class FairGrad(Aggregator):
 
     def weights(self, gramian: Tensor, task_ids: Sequence[int] | None = None) -> Tensor:
         K = gramian_to_numpy(gramian, task_ids)
-        check_bargaining_defined(K, input_eps(gramian), task_ids, "FairGrad")
-        return weights_like(fairgrad_weights(K, self.alpha), gramian)
+        correlated = check_bargaining_defined(K, input_eps(gramian), task_ids, "FairGrad")
+        return weights_like(fairgrad_weights(K, self.alpha, correlated), gramian)

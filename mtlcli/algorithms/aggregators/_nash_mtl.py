@@ -19,11 +19,15 @@ from mtlcli.algorithms.aggregators._base import (
 from mtlcli.algorithms.aggregators._solvers import correlation, damped_newton, zero_in_hull
 
 
-def check_bargaining_defined(K: np.ndarray, eps: float, task_ids: Sequence[int] | None, method: str) -> None:
+def check_bargaining_defined(
+    K: np.ndarray, eps: float, task_ids: Sequence[int] | None, method: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Raise when 0 is in the convex hull of the rows: the potential is then
-    unbounded below and no positive solution exists."""
-    if not zero_in_hull(K, eps):
-        return
+    unbounded below and no positive solution exists. Returns ``correlation(K)``,
+    which both the check and the solvers use."""
+    correlated = correlation(K)
+    if not zero_in_hull(K, eps, correlated):
+        return correlated
     n = np.sqrt(np.maximum(np.diag(K), 0.0))
     ids = resolve_task_ids(task_ids, len(K))
     zero = [ids[i] for i in range(len(K)) if n[i] == 0]
@@ -74,9 +78,8 @@ class NashMTL(Aggregator):
 
     def weights(self, gramian: Tensor, task_ids: Sequence[int] | None = None) -> Tensor:
         K = gramian_to_numpy(gramian, task_ids)
-        check_bargaining_defined(K, input_eps(gramian), task_ids, "Nash-MTL")
+        n, C = check_bargaining_defined(K, input_eps(gramian), task_ids, "Nash-MTL")
         T = len(K)
-        n, C = correlation(K)
         y0 = np.full(T, math.sqrt(T / float(C.sum())))
         y = damped_newton(C, _log_barrier, y0)
         alpha = y / n

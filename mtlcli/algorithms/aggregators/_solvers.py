@@ -47,7 +47,7 @@ def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None, eps
     if live.size == 0:
         return x
     scale = 1.0 / np.sqrt(Q[live, live])
-    Qs = Q[np.ix_(live, live)] * scale[:, None] * scale[None, :]
+    Qs = (Q if live.size == n else Q[live][:, live]) * scale[:, None] * scale[None, :]
     cs = c[live] * scale
     if r is None:
         x[live] = _active_set(Qs, cs, None, dependence_threshold(eps)) * scale
@@ -62,7 +62,7 @@ def active_set_qp(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None = None, eps
 def _face_system(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> np.ndarray:
     """The matrix of the face ``{x_i = 0 for i not in P}``: ``Q_PP``, bordered by
     ``r_P`` when there is an equality constraint."""
-    QP = Q[np.ix_(P, P)]
+    QP = Q[P][:, P]
     if r is None:
         return QP
     p = P.size
@@ -73,16 +73,21 @@ def _face_system(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> np.ndarr
     return bordered
 
 
-def _solve_face(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, P: np.ndarray) -> tuple[np.ndarray, float]:
-    """Minimiser on the face (and ``rᵀx = 1``), with the constraint's multiplier."""
+def _solve_face(
+    Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, P: np.ndarray, system: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Minimiser on the face (and ``rᵀx = 1``), with the constraint's multiplier.
+    ``system``: the face's matrix when the caller has it already."""
+    if system is None:
+        system = _face_system(Q, r, P)
     if r is None:
-        return np.linalg.solve(_face_system(Q, r, P), -c[P]), 0.0
-    solution = np.linalg.solve(_face_system(Q, r, P), np.concatenate([-c[P], [1.0]]))
+        return np.linalg.solve(system, -c[P]), 0.0
+    solution = np.linalg.solve(system, np.concatenate([-c[P], [1.0]]))
     return solution[:-1], float(solution[-1])
 
 
-def _face_is_singular(Q: np.ndarray, r: np.ndarray | None, P: np.ndarray, threshold: float) -> bool:
-    s = np.linalg.svd(_face_system(Q, r, P), compute_uv=False)
+def _is_singular(system: np.ndarray, threshold: float) -> bool:
+    s = np.linalg.svd(system, compute_uv=False)
     return not s[-1] > threshold * s[0]
 
 
@@ -111,15 +116,18 @@ def _active_set(Q: np.ndarray, c: np.ndarray, r: np.ndarray | None, dependent: f
             return x
         j = int(np.argmax(np.where(candidates, gain, -np.inf)))
         passive[j] = True
-        if _face_is_singular(Q, r, np.flatnonzero(passive), dependent):
+        P = np.flatnonzero(passive)
+        system = _face_system(Q, r, P)
+        if _is_singular(system, dependent):
             passive[j] = False
             skip[j] = True
             continue
         entering = True
         while True:
-            P = np.flatnonzero(passive)
+            if not entering:
+                P, system = np.flatnonzero(passive), None
             z = np.zeros(n)
-            z[P], face_nu = _solve_face(Q, c, r, P)
+            z[P], face_nu = _solve_face(Q, c, r, P, system)
             if (z[P] > 0).all():
                 x, nu = z, face_nu
                 skip[:] = False
@@ -185,13 +193,13 @@ def correlation(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n, C
 
 
-def zero_in_hull(K: np.ndarray, eps: float) -> bool:
+def zero_in_hull(K: np.ndarray, eps: float, correlated: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
     """Whether 0 lies in the convex hull of the rows (some non-zero ``β >= 0`` has
     ``Gᵀβ = 0``): a zero row, or a min-norm point of the *unit* rows whose squared
     norm is at the rounding noise of a Gramian formed with machine epsilon
     ``eps``. Unit rows make the test blind to norm disparities, which do not
-    change the answer."""
-    n, C = correlation(K)
+    change the answer. ``correlated``: ``correlation(K)`` when the caller has it."""
+    n, C = correlation(K) if correlated is None else correlated
     if (n == 0).any():
         return True
     T = len(K)
@@ -220,29 +228,30 @@ def damped_newton(
     residual ``(Cy)_i - ψ'_i``, which converges quadratically to rounding level.
     """
     y = y0.astype(float).copy()
+    abs_C = np.abs(C)
 
     def f(v: np.ndarray) -> float:
         return 0.5 * float(v @ C @ v) - float(psi(v)[0].sum())
 
-    def residual(v: np.ndarray) -> tuple[np.ndarray, float]:
-        _, d1, _ = psi(v)
+    def residual(v: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """Stationarity residual, its relative size, ψ(v) and ψ''(v) (one ψ call per point)."""
+        values, d1, d2 = psi(v)
         grad = C @ v - d1
-        size = np.abs(C) @ np.abs(v) + np.abs(d1)
-        return grad, float(np.max(np.abs(grad) / size))
+        size = abs_C @ np.abs(v) + np.abs(d1)
+        return grad, float(np.max(np.abs(grad) / size)), values, d2
 
-    grad, relative = residual(y)
+    grad, relative, values, d2 = residual(y)
     stalled = 0
     for _ in range(max_iter):
         if relative <= 64 * len(y) * EPS64:
             return y
-        _, _, d2 = psi(y)
         step = -np.linalg.solve(C - np.diag(d2), grad)
         decrement = float(-grad @ step)
         t = 1.0
         shrinking = step < 0
         if shrinking.any():
             t = min(1.0, 0.99 * float(np.min(-y[shrinking] / step[shrinking])))
-        f0 = f(y)
+        f0 = 0.5 * float(y @ C @ y) - float(values.sum())
         damped = decrement > 1e-10 * max(1.0, abs(f0))
         if damped:
             while f(y + t * step) > f0 - 1e-4 * t * decrement:
@@ -250,11 +259,12 @@ def damped_newton(
                 if t < 1e-20:
                     raise SolverError("Newton's method: no descent along the Newton direction")
         candidate = y + t * step
-        new_grad, new_relative = residual(candidate)
+        new_grad, new_relative, new_values, new_d2 = residual(candidate)
         # Steps shortened by Armijo or by the boundary rule are progress even when the
         # residual grows; only full Newton steps are judged by the residual.
         if damped or t < 1.0 or new_relative < relative:
             y, grad, relative, stalled = candidate, new_grad, new_relative, 0
+            values, d2 = new_values, new_d2
         else:
             stalled += 1
             if stalled >= 3:
