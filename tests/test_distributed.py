@@ -197,3 +197,13 @@ def test_global_task_means_on_one_process_are_the_plain_means():
     expected = torch.cat([torch.full((3, 3), 2.0 / 3), torch.full((2, 3), 0.5)])
     torch.testing.assert_close(grad, expected)
     assert step.global_counts == {1: 3, 2: 2} and step.local_task_ids == [1, 2]
+
+
+def test_trainer_devices_must_match_what_torchrun_started():
+    from mtlcli.engine.distributed import check_devices
+
+    torchrun_two = World(rank=0, world_size=4, local_rank=0, local_world_size=2)
+    check_devices(1, torchrun_two)  # 1: torchrun decides
+    check_devices(2, torchrun_two)
+    with pytest.raises(MtlcliError, match=r"trainer.devices=3 but torchrun started 2 process\(es\) on this machine"):
+        check_devices(3, torchrun_two)

@@ -425,19 +425,19 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     quiet_ranks = ",".join(f"{r}:2" for r in range(1, nproc))
     args = get_args_parser().parse_args([
         "--nnodes=1", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={free_local_port()}",
-        "--max-restarts=0", f"--log-dir={log_dir}", f"--redirects={quiet_ranks}", "--local-ranks-filter=0",
-        "-m", "mtlcli", *argv,
+        "--max-restarts=0", f"--log-dir={log_dir}", f"--redirects={quiet_ranks}",
+        "--local-ranks-filter=0", "-m", "mtlcli", *argv,
     ])
     import logging
 
     for name in list(logging.root.manager.loggerDict):  # the agent's notes are not the user's business
         if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(args)
         return 0
     except ChildFailedError as err:
-        return _report_failure(err)
+        return _report_failure(err, Path(log_dir))
     except SignalException:
         # Ctrl-C (or SIGTERM) reached the launcher, which passed it on to the processes:
         # they stop together at a step boundary, rank 0 saves the state and says so.
@@ -449,19 +449,22 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         os.environ.update(env_before)
 
 
-def _report_failure(err) -> int:
-    """Exit code of a failed launch; prints the first failing rank's message unless rank 0
-    (whose output the console shows) failed by itself."""
+def _report_failure(err, log_dir: Path) -> int:
+    """Exit code of a failed launch. Rank 0's output reaches the console: when it failed by
+    itself it has said why; otherwise the first failing rank's last error line is printed."""
     failures = dict(err.failures)
     own = {rank: f for rank, f in failures.items() if f.exitcode is not None and f.exitcode > 0}
     if 0 in own:
         return own[0].exitcode
     rank, failure = min(own.items()) if own else min(failures.items())
-    line = _last_line(Path(failure.error_file).parent / "stderr.log") if failure.error_file else ""
-    detail = line or f"exit code {failure.exitcode}"
-    print(f"error: process {rank} failed: {detail}", file=sys.stderr)
-    code = failure.exitcode
-    return code if code is not None and code > 0 else 1
+    line = _last_line(_stderr_log(log_dir, rank))
+    print(f"error: process {rank} failed: {line or f'exit code {failure.exitcode}'}", file=sys.stderr)
+    return failure.exitcode if failure.exitcode is not None and failure.exitcode > 0 else 1
+
+
+def _stderr_log(log_dir: Path, local_rank: int) -> Path:
+    found = sorted(log_dir.glob(f"**/attempt_*/{local_rank}/stderr.log"))
+    return found[-1] if found else log_dir / "missing"
 
 
 def _last_line(path: Path) -> str:
