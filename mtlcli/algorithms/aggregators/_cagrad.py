@@ -19,7 +19,7 @@ def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray
     ``support`` (closed form) as ``(w, r, optimal, entering)``, or None when it
     does not exist; ``optimal`` says whether it satisfies the optimality
     conditions of the whole simplex; when the minimiser lies in the face but is
-    not optimal, ``entering`` is the vertex outside the face with the most
+    not optimal, ``entering`` holds the vertices outside the face with a
     negative reduced cost (else None).
 
     On the face, stationarity ``b + rho K w / ||Gᵀw|| = mu 1`` with ``1ᵀw = 1``
@@ -58,7 +58,7 @@ def _face_solution(K: np.ndarray, b: np.ndarray, rho: float, support: np.ndarray
     descent = outside & (reduced < -1e-9 * size)
     if not descent.any():
         return w, r, True, None
-    return w, r, False, int(np.argmin(np.where(descent, reduced / size, np.inf)))
+    return w, r, False, np.flatnonzero(descent)
 
 
 def _grow_support(K: np.ndarray, b: np.ndarray, rho: float) -> tuple[np.ndarray, float] | None:
@@ -66,7 +66,7 @@ def _grow_support(K: np.ndarray, b: np.ndarray, rho: float) -> tuple[np.ndarray,
 
     Starts at the best vertex; a face whose minimiser leaves the simplex loses
     the variables that went negative, a face whose minimiser is feasible but not
-    optimal gains the vertex with the most negative reduced cost. Usually a few
+    optimal gains every vertex with a negative reduced cost. Usually a few
     closed forms (no QP) reach the optimal face; the answer is accepted only
     through the same optimality check as in the search, and when this phase
     stalls (no closed form, a face seen twice) the safeguarded search decides."""
@@ -83,7 +83,7 @@ def _grow_support(K: np.ndarray, b: np.ndarray, rho: float) -> tuple[np.ndarray,
             return w, r
         kept = support[w[support] > 0]
         if entering is not None:
-            support = np.sort(np.append(support, entering))
+            support = np.union1d(support, entering)
         elif kept.size < support.size and kept.size > 0:
             support = kept
         else:
