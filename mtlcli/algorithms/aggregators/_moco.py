@@ -104,15 +104,15 @@ class MoCo(Aggregator):
         """``y_i <- y_i - beta_k (y_i - g_i)`` in place, in column blocks, and the
         Gramian of the updated ``y`` (rows in the order of ``G``, float64).
 
-        One pass over the N x d state instead of a gather, three full-size
-        temporaries and a scatter; each block's Gramian is summed in float64."""
+        One pass over the N x d state (``y + beta_k (g - y)`` as one ``lerp``)
+        instead of a gather, three full-size temporaries and a scatter; each
+        block's Gramian is summed in float64."""
         T = len(rows)
         in_order = bool((rows == np.arange(T)).all())
         index = None if in_order else torch.as_tensor(rows, device=G.device)
         blocks = column_blocks(G)
         width = blocks[0][1] if blocks else 0
         gathered = None if in_order else G.new_empty(T, width)
-        difference = G.new_empty(T, width)
         gram = torch.zeros(T, T, dtype=torch.float64, device=G.device)
         for start, stop in blocks:
             n = stop - start
@@ -120,7 +120,7 @@ class MoCo(Aggregator):
                 y = tracked[:T, start:stop]
             else:
                 y = torch.index_select(tracked[:, start:stop], 0, index, out=gathered[:, :n])
-            y.sub_(torch.sub(y, G[:, start:stop], out=difference[:, :n]).mul_(beta_k))
+            y.lerp_(G[:, start:stop], beta_k)
             if not in_order:
                 tracked[:, start:stop].index_copy_(0, index, y)
             gram += y @ y.T
