@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -224,10 +225,10 @@ def on_main(fn: Callable[[], T], device: torch.device | str | None = None) -> T:
         try:
             result = ("ok", fn())
         except MtlcliError as err:
-            result = ("error", (type(err), str(err), getattr(err, "exit_code", 1)))
+            result = ("error", (str(err), getattr(err, "exit_code", 1)))
     status, value = broadcast_object(result, device)
     if status == "error":
-        cls, message, exit_code = value
+        message, exit_code = value
         error = MtlcliError(message)
         error.exit_code = exit_code
         raise error
@@ -447,6 +448,7 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     finally:
         os.environ.clear()
         os.environ.update(env_before)
+        shutil.rmtree(log_dir, ignore_errors=True)  # read already (a failure's message)
 
 
 def _report_failure(err, log_dir: Path) -> int:
