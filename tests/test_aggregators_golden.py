@@ -117,3 +117,20 @@ def test_golden(case: dict, dtype: torch.dtype):
     else:
         # Weights are not unique there, but whatever the method returns must give its direction.
         torch.testing.assert_close(weights @ G, direction, rtol=1e-5, atol=1e-6 * G.abs().max().item())
+
+
+CAGRAD_CASES = [case for case in CASES if case["method"] == "cagrad"]
+
+
+@pytest.mark.parametrize("case", CAGRAD_CASES, ids=[case["id"] for case in CAGRAD_CASES])
+def test_cagrad_search_fallback_alone_meets_the_golden_numbers(case: dict, monkeypatch):
+    """The closed-form face growing usually answers first; the safeguarded search must be
+    exact on its own too."""
+    from mtlcli.algorithms.aggregators import _cagrad
+
+    monkeypatch.setattr(_cagrad, "_grow_support", lambda K, b, rho: None)
+    G = torch.tensor(case["G"], dtype=torch.float64)
+    direction, _ = RUNNERS["cagrad"](case, G)
+    expected = torch.tensor(case["expected"], dtype=torch.float64)
+    error = (direction - expected).abs().max().item()
+    assert error <= case["atol"] * case["tol_float64"] / case["tol"], f"direction off by {error:.3g}"
