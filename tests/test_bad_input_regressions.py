@@ -85,11 +85,11 @@ def test_a_completed_partial_still_builds_the_object():
 # -- torch's RuntimeError argument checks ---------------------------------------------------
 
 def test_torch_runtime_error_from_a_constructor_is_a_config_error():
-    # backbone.hidden_dims=[-1] used to end in torch's RuntimeError traceback.
-    err = config_error({"_target_": "mtlcli.backbones.MLP", "input_dim": 4, "hidden_dims": [-1], "output_dim": 3},
-                       origins={"backbone._target_": Origin("mlp.yaml", 1, 11)}, path="backbone")
-    assert err.origin == Origin("mlp.yaml", 1, 11)
-    assert err.message.startswith("mtlcli.backbones.MLP rejected its arguments: ")
+    # A negative layer size used to end in torch's RuntimeError traceback.
+    err = config_error({"_target_": "torch.nn.Linear", "in_features": 4, "out_features": -1},
+                       origins={"backbone._target_": Origin("linear.yaml", 1, 11)}, path="backbone")
+    assert err.origin == Origin("linear.yaml", 1, 11)
+    assert err.message.startswith("torch.nn.Linear rejected its arguments: ")
     assert "negative dimension -1" in err.message
 
 
