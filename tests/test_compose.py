@@ -155,7 +155,8 @@ def test_list_group_options_of_shipped_groups():
         ("backbone.batch_normalization=False", ("backbone", "batch_normalization"), False),
         ("backbone.hidden_dims.0=32", ("backbone", "hidden_dims"), [32, 100]),
         ("mtl_dataset.cl_dataset.class_split={1: [0, 1, 2]}", ("mtl_dataset", "cl_dataset", "class_split", 1), [0, 1, 2]),
-        ("trainer={max_epochs: 2}", ("trainer",), {"_target_": "mtlcli.engine.Trainer", "max_epochs": 2, "device": "cpu", "devices": 1}),
+        ("trainer={max_epochs: 2}", ("trainer", "max_epochs"), 2),
+        ("trainer={max_epochs: 2}", ("trainer", "device"), "cpu"),  # a dict value merges into the section
         ("+foo.bar=1", ("foo",), {"bar": 1}),
         ("++trainer.max_epochs=7", ("trainer", "max_epochs"), 7),
         ("++brand_new=x", ("brand_new",), "x"),
@@ -180,10 +181,13 @@ def test_delete_overrides():
 def test_group_overrides_replace_the_selection():
     composed = shipped(["optimizer=sgd.yaml", "lr_scheduler=cosine", "trainer=gpu"])
     assert composed.config["optimizer"] == to_plain(load_yaml(SHIPPED / "optimizer" / "sgd.yaml"))
-    assert composed.config["lr_scheduler"] == to_plain(load_yaml(SHIPPED / "lr_scheduler" / "cosine.yaml"))
+    cosine = to_plain(load_yaml(SHIPPED / "lr_scheduler" / "cosine.yaml"))
+    assert cosine["T_max"] == "${trainer.max_epochs}"
+    assert composed.config["lr_scheduler"] == {**cosine, "T_max": 10}  # interpolated
     assert composed.config["trainer"]["device"] == "cuda"
     assert composed.config["trainer"]["max_epochs"] == 10  # the experiment still sets it after the group file
     assert "lr_scheduler" not in shipped(["lr_scheduler=null"]).config
+    # the experiment's own `trainer: {max_epochs: 10}` stays after the group's section is deleted
     assert "trainer" in shipped().config and shipped(["~trainer"]).config["trainer"] == {"max_epochs": 10}
 
 

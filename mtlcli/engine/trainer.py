@@ -74,20 +74,25 @@ def resolve_device(device: str) -> torch.device:
 
 
 class _TrainAccumulator:
-    """Per-task sums of loss x samples, correct predictions and samples: per-sample means, no syncs."""
+    """Per-task sums of loss x samples, correct predictions and samples: per-sample means,
+    no host syncs, a handful of tensor ops per step (it runs on every training step)."""
 
     def __init__(self, task_ids: list[int], device: torch.device):
         self.task_ids = list(task_ids)
         self._row = {t: i for i, t in enumerate(self.task_ids)}
+        self._rows = {}  # tuple of task ids present -> index tensor of their rows (cached)
         self.sums = torch.zeros(len(self.task_ids), 3, dtype=torch.float64, device=device)
 
     def update(self, step, y: torch.Tensor) -> None:
-        for t, out in step.task_outputs.items():
-            row = self.sums[self._row[t]]
-            n = out.index.numel()
-            row[0] += step.task_losses[t] * n
-            row[1] += (out.logits.argmax(1) == y.index_select(0, out.index)).sum()
-            row[2] += n
+        present = tuple(step.task_outputs)
+        rows = self._rows.get(present)
+        if rows is None:
+            rows = self._rows[present] = torch.tensor([self._row[t] for t in present], device=self.sums.device)
+        outs = step.task_outputs.values()
+        counts = torch.tensor([o.index.numel() for o in outs], dtype=torch.float64).to(self.sums.device, non_blocking=True)
+        correct = torch.stack([(o.logits.argmax(1) == y.index_select(0, o.index)).sum() for o in outs])
+        losses = torch.stack([step.task_losses[t] for t in present]).double()
+        self.sums.index_add_(0, rows, torch.stack([losses * counts, correct.double(), counts], dim=1))
 
     def results(self) -> list[TaskResult]:
         sums = self.sums.cpu().tolist()
@@ -104,7 +109,7 @@ class Trainer:
         precision: ``32`` (float32) or ``bf16-mixed`` (autocast to bfloat16 for the forward pass).
         gradient_clip_val: clip the global gradient norm to this value; null disables clipping.
         lr_scheduler_interval: step the lr scheduler every ``epoch`` or every ``step`` (ReduceLROnPlateau always steps per epoch on the mean validation loss).
-        checkpoint_every_n_epochs: write ``checkpoints/last.pt`` every N epochs (and always at the end).
+        checkpoint_every_n_epochs: write ``checkpoints/last.pt`` and the epoch metrics CSVs every N epochs (and always at the end).
         devices: processes on this machine, one device each (data-parallel: every global batch
             is split over them); more than 1 relaunches the command under torchrun; under
             torchrun, 1 lets torchrun decide.
@@ -296,10 +301,13 @@ class Trainer:
                     if data.val is not None:
                         outputs.write_csv(output_dir / "metrics" / "val.csv", outputs.EPOCH_COLUMNS, val_rows)
 
-                distributed.on_main(write_epoch_csvs, device)
-                if (epoch + 1) % self.checkpoint_every_n_epochs == 0 or epoch + 1 == self.max_epochs:
+                # metrics CSVs and the checkpoint are written together: what is on disk is one
+                # consistent state (and a stop requested during validation still saves it)
+                stopping = distributed.any_rank(stop.requested, device)
+                if stopping or (epoch + 1) % self.checkpoint_every_n_epochs == 0 or epoch + 1 == self.max_epochs:
+                    distributed.on_main(write_epoch_csvs, device)
                     checkpoint(epoch + 1, 0)
-                if distributed.any_rank(stop.requested, device):
+                if stopping:
                     raise TrainingInterrupted(
                         f"interrupted after epoch {epoch + 1}; state saved to {checkpoint_path}; "
                         f"resume with: mtlcli train --resume {output_dir}"
