@@ -117,6 +117,25 @@ def test_ctrl_c_saves_mid_epoch_says_how_to_resume_exits_130_and_resume_ends_ide
                        expected["model"]["_extra_state"]["generator_state"])
 
 
+def test_sigterm_from_a_scheduler_saves_mid_epoch_exits_143_and_resume_ends_identically(tmp_path, configs, capsys):
+    run = tmp_path / "terminated"
+    process = start_paused_run(tmp_path, train_args(configs, "pausing_dwa", run))
+    process.send_signal(signal.SIGTERM)
+    (tmp_path / "handshake" / RELEASE_FILE).write_text("")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, out + err
+    assert "Traceback" not in out + err
+    assert "terminated (SIGTERM) at epoch 2" in err
+    assert f"resume with: mtlcli train --resume {run}" in err
+    assert load(run / "checkpoints" / "last.pt")["global_step"] == PAUSE_STEP
+
+    resumed = in_process(["train", "--resume", run, "-q"], capsys)
+    assert resumed.code == 0, resumed.output
+    reference = tmp_path / "uninterrupted"
+    assert in_process(train_args(configs, "pausing_dwa", reference), capsys).code == 0
+    assert_same_outputs(run, reference)
+
+
 def test_checkpoint_holds_the_whole_training_state_and_loads_weights_only(tmp_path, configs, capsys):
     run = tmp_path / "run"
     assert in_process(train_args(configs, "pausing_dwa", run, epochs=2), capsys).code == 0

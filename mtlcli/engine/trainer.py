@@ -29,9 +29,15 @@ from mtlcli.errors import EXIT_INTERRUPTED, ConfigError, MtlcliError
 
 
 class TrainingInterrupted(MtlcliError):
-    """Ctrl-C: the state was saved at a step boundary and the run can be resumed."""
+    """Ctrl-C or SIGTERM (what batch schedulers send before killing a job): the state was
+    saved at a step boundary and the run can be resumed. Exit code 128 + the signal
+    number, as a shell reports a process ended by it (130 for Ctrl-C, 143 for SIGTERM)."""
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 @dataclass
@@ -272,8 +278,8 @@ class Trainer:
                     if (stop.requested if link is None else link.stop_requested):  # all ranks agree
                         checkpoint(epoch, batch_index + 1)
                         raise TrainingInterrupted(
-                            f"interrupted at epoch {epoch + 1}, step {batch_index + 1}; state saved to "
-                            f"{checkpoint_path}; resume with: mtlcli train --resume {output_dir}"
+                            f"{stop.what} at epoch {epoch + 1}, step {batch_index + 1}; state saved to "
+                            f"{checkpoint_path}; resume with: mtlcli train --resume {output_dir}", stop.signum
                         )
                 batch_start = 0
 
@@ -309,8 +315,8 @@ class Trainer:
                     checkpoint(epoch + 1, 0)
                 if stopping:
                     raise TrainingInterrupted(
-                        f"interrupted after epoch {epoch + 1}; state saved to {checkpoint_path}; "
-                        f"resume with: mtlcli train --resume {output_dir}"
+                        f"{stop.what} after epoch {epoch + 1}; state saved to {checkpoint_path}; "
+                        f"resume with: mtlcli train --resume {output_dir}", stop.signum
                     )
 
         test_results = run_evaluation(data.test)
@@ -326,26 +332,35 @@ class Trainer:
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop at the next step boundary (so the saved state is
-    consistent); a second one interrupts at once."""
+    """The first Ctrl-C or SIGTERM asks the loop to stop at the next step boundary (so the
+    saved state is consistent); a second one interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum: int = signal.SIGINT  # what stopped the run (another rank's Ctrl-C: SIGINT)
+        self._previous: dict[int, object] = {}
+
+    @property
+    def what(self) -> str:
+        return "terminated (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: keep the default behaviour
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: keep the default behaviour
+                pass
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
         return False
