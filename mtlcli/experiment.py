@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mtlcli.engine import distributed
-from mtlcli.errors import ConfigError, MtlcliError, Origin
+from mtlcli.errors import ConfigError, MtlcliError, Origin, UsageError
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
@@ -198,7 +198,12 @@ def _progress(quiet: bool):
     return Progress("quiet" if quiet else None)
 
 
-def _new_output_dir(config: dict, composed) -> Path:
+def _claim_output_dir(config: dict, composed, config_text: str) -> Path:
+    """Create the run's folder and write its ``config.yaml`` there. Writing that file never
+    replaces one, so of two runs started at the same moment with the same ``output_dir``
+    exactly one gets the folder and the other stops with a message."""
+    from mtlcli.yamlio import atomic_write_text
+
     value = config.get("output_dir")
     if not isinstance(value, str) or not value:
         raise ConfigError("output_dir must be a non-empty path", _origin(composed, "output_dir"))
@@ -206,13 +211,26 @@ def _new_output_dir(config: dict, composed) -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"output_dir {output_dir} is an existing file, not a folder", _origin(composed, "output_dir"))
     if output_dir.exists() and any(output_dir.iterdir()):
-        raise MtlcliError(f"output directory {output_dir} already exists and is not empty; a run never writes into "
-                          f"another run (resume it with --resume {output_dir}, or set output_dir=...)")
+        raise MtlcliError(_taken_message(output_dir))
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise MtlcliError(f"cannot create output directory {output_dir}: {err.strerror or err}") from err
+    try:
+        atomic_write_text(output_dir / CONFIG_FILE, config_text, overwrite=False)
+    except MtlcliError:
+        if (output_dir / CONFIG_FILE).exists():
+            raise MtlcliError(_taken_message(output_dir)) from None
+        raise
     return output_dir
+
+
+def _taken_message(output_dir: Path) -> str:
+    if (output_dir / CHECKPOINT_FILE).exists():
+        advice = f"resume it with --resume {output_dir}, or set output_dir=..."
+    else:
+        advice = "another run is using it (started at the same moment?); set output_dir=... to choose another folder"
+    return f"output directory {output_dir} already exists and is not empty; a run never writes into another run ({advice})"
 
 
 def _print_summary(title: str, results, output_dir: Path) -> None:
@@ -230,10 +248,9 @@ def train_command(experiment: Optional[str], overrides: list[str], *, config_dir
             raise MtlcliError("--resume continues a run with its saved config; do not pass an experiment or overrides")
         return resume_command(resume, quiet=quiet)
     if not experiment:
-        raise MtlcliError("name an experiment, e.g. mtlcli train example_mtl_train (or a path to a YAML file)")
+        raise UsageError("name an experiment, e.g. mtlcli train example_mtl_train (or a path to a YAML file)")
     from mtlcli.compose import compose
     from mtlcli.resources import config_search_path
-    from mtlcli.yamlio import atomic_write_text
 
     composed = compose(experiment, overrides, config_search_path(config_dir))
     _check_experiment_file(composed)
@@ -249,16 +266,11 @@ def train_command(experiment: Optional[str], overrides: list[str], *, config_dir
         distributed.check_devices(devices, world)
         data = run_data(built, world)
 
-        def create_output_dir() -> Path:
-            output_dir = _new_output_dir(config, composed)
-            atomic_write_text(output_dir / CONFIG_FILE, composed.to_yaml(), overwrite=False)
-            return output_dir
-
-        output_dir = distributed.on_main(create_output_dir, built.device)  # rank 0's path, on every rank
+        output_dir = distributed.on_main(lambda: _claim_output_dir(config, composed, composed.to_yaml()), built.device)  # rank 0's path, on every rank
         progress = _progress(quiet or not world.is_main)
         where = f"{world.world_size} processes ({world.backend})" if world.distributed else str(built.device)
-        progress.message(f"training {config.get('expr_name', experiment)}: tasks {built.train_tasks} on {where}, "
-                         f"output in {output_dir}")
+        progress.message(f"training {config.get('expr_name', experiment)} with {type(built.model).__name__}: "
+                         f"tasks {built.train_tasks} on {where}, output in {output_dir}")
         results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, output_dir, progress)
         if world.is_main:
             _print_summary("test", results, output_dir)

@@ -68,7 +68,7 @@ def test_shipped_experiment_merges_each_group_file_under_its_group():
 
 def test_shipped_experiment_interpolates_output_dir_with_one_timestamp():
     composed = shipped()
-    stamp = FIXED.strftime("%Y-%m-%d_%H-%M-%S")
+    stamp = FIXED.strftime("%Y-%m-%d_%H-%M-%S_%f")
     assert composed.config["misc"]["timestamp"] == stamp
     assert composed.config["output_dir"] == f"outputs/{composed.config['expr_name']}/{stamp}"
 

@@ -84,10 +84,22 @@ def test_impossible_settings_are_positioned_config_errors(override, message):
 
 
 def test_output_dir_that_is_a_file_is_refused(tmp_path):
-    from mtlcli.experiment import _new_output_dir
+    from mtlcli.experiment import _claim_output_dir
 
     existing = tmp_path / "afile"
     existing.write_text("mine")
     with pytest.raises(ConfigError, match="is an existing file, not a folder"):
-        _new_output_dir({"output_dir": str(existing)}, None)
+        _claim_output_dir({"output_dir": str(existing)}, None, "a: 1\n")
     assert existing.read_text() == "mine"
+
+
+def test_two_runs_claiming_one_output_dir_one_wins_and_the_other_is_told(tmp_path):
+    from mtlcli.errors import MtlcliError
+    from mtlcli.experiment import _claim_output_dir
+
+    config = {"output_dir": str(tmp_path / "run")}
+    assert _claim_output_dir(config, None, "first: 1\n") == tmp_path / "run"
+    with pytest.raises(MtlcliError, match="another run is using it") as caught:
+        _claim_output_dir(config, None, "second: 2\n")
+    assert "--resume" not in str(caught.value)  # no checkpoint there: nothing to resume
+    assert (tmp_path / "run" / "config.yaml").read_text() == "first: 1\n"
