@@ -36,10 +36,10 @@ def _root(
     _DEBUG = debug
 
 
-@app.command()
+@app.command(short_help="Compose an experiment config, check it, and train.")
 def train(
     experiment: Annotated[Optional[str], typer.Argument(help="Experiment name (configs/experiment/NAME.yaml) or path to a YAML file.")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="Overrides: key=value, group=option, +new.key=value, ~key.", show_default=False)] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Overrides: key=value, group=option, +new.key=value, ++key=value, ~key.", show_default=False)] = None,
     config_dir: Annotated[Optional[Path], typer.Option("--config-dir", help="Your configs folder, searched before the shipped one (default: ./configs).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this output directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-epoch lines; only the summary.")] = False,
@@ -50,7 +50,7 @@ def train(
     train_command(experiment, overrides or [], config_dir=config_dir, resume=resume, quiet=quiet)
 
 
-@app.command()
+@app.command(short_help="Test a finished run's saved model on each task.")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run's output directory.")],
     eval_tasks: Annotated[Optional[list[int]], typer.Option("--eval-tasks", help="Task id to evaluate (repeatable; default: the run's eval_tasks).")] = None,

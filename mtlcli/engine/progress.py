@@ -41,8 +41,10 @@ class Progress:
     def epoch_end(self, text: str, postfix: dict | None = None) -> None:
         if self.mode == "log":
             print(text, file=self.stream, flush=True)
-        elif self.mode == "bar" and self._epoch_bar is not None and postfix:
-            self._epoch_bar.set_postfix(postfix, refresh=True)
+        elif self.mode == "bar":  # the line stays above the bars: the history remains on screen
+            tqdm.write(text, file=self.stream)
+            if self._epoch_bar is not None and postfix:
+                self._epoch_bar.set_postfix(postfix, refresh=True)
 
     def message(self, text: str) -> None:
         if self.mode != "quiet":
