@@ -555,11 +555,16 @@ def check_experiment(composed: Any) -> list[Finding]:
     train_tasks = _check_tasks(checker, config, "train_tasks", required=True)
     eval_tasks = _check_tasks(checker, config, "eval_tasks", required=False) or train_tasks
     seed = config.get("global_seed")
-    if "global_seed" in config and (not isinstance(seed, int) or _is_bool(seed)):
-        checker.add(checker.loc.value(("global_seed",)), "bad-experiment", f"global_seed must be an int, got {describe(seed)}")
+    if "global_seed" in config and (not isinstance(seed, int) or _is_bool(seed) or not 0 <= seed < 2**63):
+        checker.add(checker.loc.value(("global_seed",)), "bad-experiment",
+                    f"global_seed must be an int in 0..2**63-1, got {describe(seed)}")
+    for key in ("expr_name", "output_dir"):
+        if key in config and not (isinstance(config[key], str) and config[key]):
+            checker.add(checker.loc.value((key,)), "bad-experiment", f"{key} must be a non-empty string, got {describe(config[key])}")
     for section in REQUIRED_SECTIONS:
         if not isinstance(config.get(section), dict):
-            checker.add(checker.loc.value((section,) if section in config else ()), "bad-experiment",
+            where = checker.loc.value((section,)) if section in config else (_experiment_file_origin(composed) or checker.loc.value(()))
+            checker.add(where, "bad-experiment",
                         f"the experiment has no {section} config",
                         f"add `- /{section}: <option>` to its defaults list")
     if dataset_ok and isinstance(config.get("mtl_dataset"), dict):

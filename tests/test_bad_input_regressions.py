@@ -262,3 +262,28 @@ def test_new_algorithm_name_with_yaml_suffix_still_names_the_file(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     new_algorithm("JointLearning", config_dir=tmp_path / "configs", name="mine.yaml", echo=lambda *_: None)
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml")] == ["configs/mtl_algorithm/mine.yaml"]
+
+
+# -- experiment fields checked before any work ---------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("expr_name=null", "expr_name must be a non-empty string, got null"),
+    ("output_dir=''", "output_dir must be a non-empty string"),
+    ("global_seed=-1", "global_seed must be an int in 0..2**63-1, got -1"),
+])
+def test_experiment_fields_are_checked_at_their_override(override, message):
+    from mtlcli.compose import compose
+    from mtlcli.validate import check_experiment
+
+    (finding,) = [f for f in check_experiment(compose("example_mtl_train", [override])) if f.is_error]
+    assert finding.message.startswith(message)
+    assert str(finding.origin) == f"<command line: {override}>"
+
+
+def test_a_removed_section_is_reported_in_the_experiment_file_not_the_entrance():
+    from mtlcli.compose import compose
+    from mtlcli.validate import check_experiment
+
+    (finding,) = [f for f in check_experiment(compose("example_mtl_train", ["mtl_dataset=null"])) if f.is_error]
+    assert finding.origin.path.endswith("example_mtl_train.yaml")
+    assert "has no mtl_dataset config" in finding.message
