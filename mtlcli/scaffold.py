@@ -289,6 +289,7 @@ def new_algorithm(
         for path in scaffold_algorithm(create, config_dir=config_dir, tests_dir=tests_dir, name=name,
                                        force=force, stdout=stdout, echo=echo):
             echo(f"wrote {display_path(path)}")
+            _warn_if_shadowing(path, warn)
         return
     if all_builtins:
         if target or name or stdout:
@@ -324,6 +325,24 @@ def new_algorithm(
                               f"values, or --force to overwrite it)")
         atomic_write_text(path, text, overwrite=force)
         echo(f"wrote {display_path(path)}")
+        _warn_if_shadowing(path, warn)
+
+
+def _warn_if_shadowing(path: Path, warn: Callable[[str], None]) -> None:
+    """Your ``configs/`` is searched first: a config named like a shipped option of another
+    algorithm silently replaces it (``mtl_algorithm=pcgrad`` would select yours)."""
+    from mtlcli.resources import shipped_dir
+    from mtlcli.yamlio import display_path, load_yaml, to_plain
+
+    if path.parent.name != ALGORITHM_KIND or path.suffix != ".yaml":
+        return
+    shipped = shipped_dir("configs") / ALGORITHM_KIND / path.name
+    if not shipped.is_file() or shipped.resolve() == path.resolve():
+        return
+    ours, theirs = (to_plain(load_yaml(p)).get("_target_") for p in (path, shipped))
+    if ours != theirs:
+        warn(f"warning: {display_path(path)} takes the place of the shipped '{path.stem}' ({theirs}): "
+             f"mtl_algorithm={path.stem} now selects {ours}; use --name to keep both")
 
 
 # -- --create: a new algorithm from templates -------------------------------------------

@@ -327,3 +327,13 @@ def test_create_refuses_bad_paths(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="already an installed module"):
         new_algorithm(None, create=Path("torch/my_algo.py"))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_config_that_replaces_a_shipped_option_of_another_algorithm_is_warned_about(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    warnings: list[str] = []
+    new_algorithm(None, create=Path("algos/pcgrad.py"), echo=lambda _: None, warn=warnings.append)
+    assert len(warnings) == 1 and "takes the place of the shipped 'pcgrad'" in warnings[0]
+    warnings.clear()  # the same built-in's config in your folder replaces nothing
+    new_algorithm("UPGrad", echo=lambda _: None, warn=warnings.append)
+    assert warnings == []
