@@ -46,15 +46,20 @@ class MTLHeads(nn.Module):
         return self.heads[str(task_id)]
 
     def forward(self, features: torch.Tensor, task_id: torch.Tensor) -> dict[int, TaskLogits]:
-        """Per task present in ``task_id``: its rows and logits. Ordered by task id."""
-        present = torch.unique(task_id).tolist()  # sorted; one host sync per batch
-        out: dict[int, TaskLogits] = {}
+        """Per task present in ``task_id``: its rows (ascending) and logits. Ordered by task id."""
+        # One stable sort groups the rows by task: a handful of tensor ops and one host
+        # transfer per batch whatever the number of tasks (this runs on every step).
+        present, counts = torch.unique(task_id, return_counts=True)  # sorted
+        k = present.numel()
+        host = torch.cat((present, counts)).tolist()
+        present, counts = host[:k], host[k:]
         for t in present:
             if t not in self.num_classes:
                 raise KeyError(f"batch contains task {t}, which has no head (heads: {self.task_ids})")
-            index = (task_id == t).nonzero().squeeze(1)
-            out[t] = TaskLogits(index, self.heads[str(t)](features.index_select(0, index)))
-        return out
+        order = task_id.argsort(stable=True)
+        indices = order.split(counts)
+        rows = features.index_select(0, order).split(counts)
+        return {t: TaskLogits(index, self.heads[str(t)](r)) for t, index, r in zip(present, indices, rows)}
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, num_classes={self.num_classes}"
