@@ -80,25 +80,48 @@ def resolve_device(device: str) -> torch.device:
 
 
 class _TrainAccumulator:
-    """Per-task sums of loss x samples, correct predictions and samples: per-sample means,
-    no host syncs, a handful of tensor ops per step (it runs on every training step)."""
+    """Per-task sums of loss x samples, correct predictions and samples: per-sample means.
+
+    It runs on every training step, so a step only records its (detached) outputs; the
+    sums are formed every ``FLUSH_EVERY`` steps and whenever :attr:`sums` is read. A dozen
+    tiny tensor ops run back to back then cost a fraction of what they cost interleaved
+    with each step's backward and optimizer step; no host syncs; the arithmetic, and its
+    order, is that of summing step by step (so resumed runs match bit for bit).
+    """
+
+    FLUSH_EVERY = 32  # steps held at most (their detached logits and targets)
 
     def __init__(self, task_ids: list[int], device: torch.device):
         self.task_ids = list(task_ids)
         self._row = {t: i for i, t in enumerate(self.task_ids)}
         self._rows = {}  # tuple of task ids present -> index tensor of their rows (cached)
-        self.sums = torch.zeros(len(self.task_ids), 3, dtype=torch.float64, device=device)
+        self._sums = torch.zeros(len(self.task_ids), 3, dtype=torch.float64, device=device)
+        self._pending: list[tuple] = []
+
+    @property
+    def sums(self) -> torch.Tensor:
+        """(tasks, 3) float64: loss x samples, correct, samples; every recorded step included."""
+        self._flush()
+        return self._sums
 
     def update(self, step, y: torch.Tensor) -> None:
-        present = tuple(step.task_outputs)
-        rows = self._rows.get(present)
-        if rows is None:
-            rows = self._rows[present] = torch.tensor([self._row[t] for t in present], device=self.sums.device)
-        outs = step.task_outputs.values()
-        counts = torch.tensor([o.index.numel() for o in outs], dtype=torch.float64).to(self.sums.device, non_blocking=True)
-        correct = torch.stack([(o.logits.argmax(1) == y.index_select(0, o.index)).sum() for o in outs])
-        losses = torch.stack([step.task_losses[t] for t in present]).double()
-        self.sums.index_add_(0, rows, torch.stack([losses * counts, correct.double(), counts], dim=1))
+        self._pending.append((step.task_outputs, step.task_losses, y))
+        if len(self._pending) >= self.FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        sums = self._sums
+        for task_outputs, task_losses, y in self._pending:
+            present = tuple(task_outputs)
+            rows = self._rows.get(present)
+            if rows is None:
+                rows = self._rows[present] = torch.tensor([self._row[t] for t in present], device=sums.device)
+            outs = task_outputs.values()
+            counts = torch.tensor([o.index.numel() for o in outs], dtype=torch.float64).to(sums.device, non_blocking=True)
+            correct = torch.stack([(o.logits.argmax(1) == y.index_select(0, o.index)).sum() for o in outs])
+            losses = torch.stack([task_losses[t] for t in present]).double()
+            sums.index_add_(0, rows, torch.stack([losses * counts, correct.double(), counts], dim=1))
+        self._pending.clear()
 
     def results(self) -> list[TaskResult]:
         sums = self.sums.cpu().tolist()
