@@ -90,7 +90,8 @@ class MixedBatchSampler:
         """This rank's rows for steps ``start, start+1, ...`` of ``epoch``."""
         order = self.order(epoch)
         for step in range(start, len(self)):
-            yield self.global_batch(order, step).tensor_split(self.world_size)[self.rank]
+            batch = self.global_batch(order, step)
+            yield batch if self.world_size == 1 else batch.tensor_split(self.world_size)[self.rank]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self.batches(self.epoch)
