@@ -302,7 +302,8 @@ def _check(composed) -> None:
     errors = [f for f in check_experiment(composed) if getattr(f, "severity", "error") == "error"]
     if errors:
         first = errors[0]
-        more = f"; and {len(errors) - 1} more problem(s), see mtlcli validate" if len(errors) > 1 else ""
+        # validate takes no overrides, so it cannot list the rest of an override's problems: say how many
+        more = f" [{len(errors) - 1} more problem(s) after this one]" if len(errors) > 1 else ""
         hint = f" ({first.hint})" if getattr(first, "hint", "") else ""
         raise MtlcliError(f"{first.origin}: {first.message}{hint}{more}")
 
