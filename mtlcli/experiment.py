@@ -169,7 +169,8 @@ def run_data(built: BuiltRun, world=None):
     test = split(built.eval_tasks, "test")
     if test is None:
         raise MtlcliError("the evaluation tasks have no test samples")
-    _check_pieces(len(train), built.dataset.batch_size, world.world_size)
+    batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in built.model.backbone.modules())
+    _check_pieces(len(train), built.dataset.batch_size, world.world_size, batchnorm)
     sampler = MixedBatchSampler(len(train), built.dataset.batch_size, seed=int(built.config.get("global_seed", 0)),
                                 rank=world.rank, world_size=world.world_size, device=built.device)
     return RunData(train=train, val=split(built.train_tasks, "val"), test=test,
@@ -177,19 +178,21 @@ def run_data(built: BuiltRun, world=None):
                    sampler=sampler)
 
 
-def _check_pieces(num_samples: int, batch_size: int, world_size: int) -> None:
+def _check_pieces(num_samples: int, batch_size: int, world_size: int, batchnorm: bool = False) -> None:
     """Every process needs at least one row of every global batch (an empty piece has no loss
-    to differentiate, and BatchNorm cannot normalise it)."""
-    if world_size == 1:
-        return
+    to differentiate), and two when the backbone has BatchNorm (it cannot normalise a single
+    sample in training mode)."""
+    need = 2 if batchnorm else 1
+    why = " (the backbone's BatchNorm cannot normalise a single sample)" if batchnorm else ""
     last = num_samples % batch_size
-    if batch_size < world_size:
-        raise MtlcliError(f"mtl_dataset.batch_size={batch_size} is smaller than the {world_size} processes: each "
-                          f"process needs a piece of every batch (batch_size is the global batch)")
-    if 0 < last < world_size:
-        raise MtlcliError(f"the last training batch of each epoch has {last} sample(s), fewer than the {world_size} "
-                          f"processes ({num_samples} samples, batch_size={batch_size}); choose a batch_size that "
-                          f"leaves at least {world_size} samples or none in the last batch")
+    if batch_size // world_size < need:
+        per = "per process " if world_size > 1 else ""
+        raise ConfigError(f"mtl_dataset.batch_size={batch_size} gives fewer than {need} sample(s) {per}per batch{why}")
+    if last and last // world_size < need:
+        where = f"for each of the {world_size} processes" if world_size > 1 else "in it"
+        raise ConfigError(f"mtl_dataset.batch_size={batch_size}: the last training batch of each epoch has {last} sample(s) "
+                          f"({num_samples} samples), fewer than {need} {where}{why}; choose a batch_size that leaves "
+                          f"at least {need * world_size} samples or none in the last batch")
 
 
 def _progress(quiet: bool):

@@ -1,5 +1,7 @@
 """Building a run from a composed config: tasks, heads and backbone fit before training."""
 
+import re
+
 import pytest
 import torch
 
@@ -103,3 +105,24 @@ def test_two_runs_claiming_one_output_dir_one_wins_and_the_other_is_told(tmp_pat
         _claim_output_dir(config, None, "second: 2\n")
     assert "--resume" not in str(caught.value)  # no checkpoint there: nothing to resume
     assert (tmp_path / "run" / "config.yaml").read_text() == "first: 1\n"
+
+
+@pytest.mark.parametrize("batch_size, world_size, batchnorm, message", [
+    (1, 1, True, "gives fewer than 2 sample(s) per batch"),
+    (431, 1, True, "the last training batch of each epoch has 1 sample(s)"),
+    (3, 2, False, "the last training batch of each epoch has 1 sample(s)"),
+    (1, 2, False, "gives fewer than 1 sample(s) per process per batch"),
+])
+def test_batches_every_process_and_batchnorm_can_use_are_checked_before_training(batch_size, world_size, batchnorm, message):
+    from mtlcli.experiment import _check_pieces
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _check_pieces(1294, batch_size, world_size, batchnorm)
+
+
+def test_batch_sizes_that_leave_no_short_piece_pass():
+    from mtlcli.experiment import _check_pieces
+
+    _check_pieces(1294, 64, 1, True)     # last batch of 14
+    _check_pieces(1294, 431, 1, False)   # one sample is fine without BatchNorm
+    _check_pieces(1294, 647, 2, True)    # two full batches, no remainder
