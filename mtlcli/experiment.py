@@ -414,6 +414,13 @@ def _load_training_state(built: BuiltRun, checkpoint: dict, path: Path) -> None:
     if missing:
         raise MtlcliError(f"checkpoint {path} cannot resume a run: it lacks {', '.join(missing)}")
     _load_state(built, checkpoint, path)
+    from mtlcli.engine.trainer import type_name
+
+    for part, obj in (("optimizer", built.optimizer), ("scheduler", built.scheduler)):
+        saved = checkpoint.get(f"{part}_type", type_name(obj))  # older checkpoints did not record it
+        if saved != type_name(obj):
+            raise MtlcliError(f"checkpoint {path} was written with {part} {saved}, but the run's config now builds "
+                              f"{type_name(obj)}; restore the run's config.yaml or start a new run")
     try:
         built.optimizer.load_state_dict(checkpoint["optimizer"])
     except (ValueError, KeyError, RuntimeError, TypeError) as err:

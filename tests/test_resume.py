@@ -173,6 +173,29 @@ def test_a_run_stopped_after_its_last_epoch_but_before_testing_is_resumed_to_its
     assert {name: (run / name).read_bytes() for name in OUTPUT_FILES} == finished
 
 
+def test_resume_refuses_a_config_whose_optimizer_is_not_the_checkpoints(tmp_path, configs, capsys):
+    run = tmp_path / "run"
+    assert in_process(train_args(configs, "pausing_dwa", run, epochs=1), capsys).code == 0
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("max_epochs: 1", "max_epochs: 2")
+                      .replace("torch.optim.Adam", "torch.optim.SGD"))
+    result = in_process(["train", "--resume", run], capsys)
+    assert result.code == 1
+    assert "was written with optimizer torch.optim.adam.Adam, but the run's config now builds torch.optim.sgd.SGD" \
+        in one_error_line(result)
+
+
+def test_a_checkpoint_write_killed_midway_leaves_no_temporary_file_behind_the_next_one(tmp_path):
+    from mtlcli.engine.checkpoint import save_checkpoint
+
+    path = tmp_path / "checkpoints" / "last.pt"
+    path.parent.mkdir()
+    stale = path.parent / ".last.pt.abc123.tmp"  # what a kill -9 during a write leaves
+    stale.write_bytes(b"partial")
+    save_checkpoint(path, {"model": {}})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
 def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path, capsys):
     line = one_error_line(in_process(["train", "--resume", tmp_path / "nowhere"], capsys))
     assert f"run directory not found: {tmp_path / 'nowhere'}" in line

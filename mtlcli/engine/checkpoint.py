@@ -64,6 +64,10 @@ def save_checkpoint(path: Path, payload: dict) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # a process killed mid-write (SIGKILL) leaves its temporary file; only one writer
+        # saves a run's checkpoint, so any left now is such a leftover
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
     except OSError as err:
         raise MtlcliError(f"cannot write checkpoint {path}: {err.strerror or err}; the previous checkpoint is unchanged") from err
 

@@ -79,6 +79,11 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def type_name(obj) -> str | None:
+    """``module.Class`` of an object (None for None): what a checkpoint records of its optimizer."""
+    return None if obj is None else f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
 class _TrainAccumulator:
     """Per-task sums of loss x samples, correct predictions and samples: per-sample means.
 
@@ -243,6 +248,8 @@ class Trainer:
                 payload = {
                     "epoch": next_epoch, "batch": next_batch, "global_step": global_step,
                     "max_epochs": self.max_epochs, "world_size": world.world_size,
+                    # resuming checks these: another optimizer would accept foreign state silently
+                    "optimizer_type": type_name(optimizer), "scheduler_type": type_name(scheduler),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else {},
