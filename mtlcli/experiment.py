@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -274,9 +275,23 @@ def train_command(experiment: Optional[str], overrides: list[str], *, config_dir
         where = f"{world.world_size} processes ({world.backend})" if world.distributed else str(built.device)
         progress.message(f"training {config.get('expr_name', experiment)} with {type(built.model).__name__}: "
                          f"tasks {built.train_tasks} on {where}, output in {output_dir}")
-        results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, output_dir, progress)
+        with _locked(output_dir, world, built.device):
+            results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, output_dir, progress)
         if world.is_main:
             _print_summary("test", results, output_dir)
+
+
+@contextmanager
+def _locked(run_dir: Path, world, device):
+    """Hold the run folder's lock (rank 0) while training; every rank stops if it is taken."""
+    from mtlcli import runlock
+
+    lock = distributed.on_main(lambda: runlock.acquire(run_dir), device)
+    try:
+        yield
+    finally:
+        if world.is_main:
+            runlock.release(lock)
 
 
 def _requested_devices(config: dict, composed) -> int:
@@ -465,9 +480,10 @@ def resume_command(run_dir: Path, *, quiet: bool = False) -> None:
         per_rank = checkpoint.get("rng_per_rank")
         restore_rng_state(per_rank[world.rank] if per_rank else checkpoint["rng"])
         progress = _progress(quiet or not world.is_main)
-        progress.message(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['batch'] + 1}")
-        results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, run_dir, progress,
-                                    state=checkpoint)
+        with _locked(run_dir, world, built.device):
+            progress.message(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['batch'] + 1}")
+            results = built.trainer.fit(built.model, built.optimizer, built.scheduler, data, run_dir, progress,
+                                        state=checkpoint)
         if world.is_main:
             _print_summary("test", results, run_dir)
 
