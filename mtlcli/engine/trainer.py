@@ -261,7 +261,11 @@ class Trainer:
                     payload["rng_per_rank"] = rng_per_rank
                 save_checkpoint(checkpoint_path, payload)
 
-            distributed.on_main(write, device)
+            stop.writing = True  # a second Ctrl-C now must not tear the file being written
+            try:
+                distributed.on_main(write, device)
+            finally:
+                stop.writing = False
 
         def run_evaluation(split: TaskData) -> list[TaskResult]:
             distributed.average_buffers(model.backbone)
@@ -363,12 +367,14 @@ class Trainer:
 
 class _StopFlag:
     """The first Ctrl-C or SIGTERM asks the loop to stop at the next step boundary (so the
-    saved state is consistent); a second one interrupts at once."""
+    saved state is consistent); a second one interrupts at once, except while a checkpoint
+    is being written (the loop stops right after it)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
+        self.writing = False  # a checkpoint is being written: a second signal waits for it
         self.signum: int = signal.SIGINT  # what stopped the run (another rank's Ctrl-C: SIGINT)
         self._previous: dict[int, object] = {}
 
@@ -377,7 +383,7 @@ class _StopFlag:
         return "terminated (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested and not self.writing:
             raise KeyboardInterrupt
         self.requested = True
         self.signum = signum

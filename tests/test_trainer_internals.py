@@ -1,4 +1,4 @@
-"""The trainer's per-task train metrics: per-sample sums, exact across its deferred flushes."""
+"""Trainer internals: per-task train-metric sums exact across deferred flushes; stop signals."""
 
 import torch
 
@@ -42,3 +42,20 @@ def test_sums_over_many_steps_equal_a_direct_count_whenever_they_are_read():
         assert results[t].num_samples == count
         assert abs(results[t].loss - loss_sum / count) < 1e-9
         assert abs(results[t].accuracy - correct / count) < 1e-12
+
+
+def test_a_second_signal_waits_while_a_checkpoint_is_written_and_interrupts_otherwise():
+    import signal
+
+    import pytest
+
+    from mtlcli.engine.trainer import _StopFlag
+
+    stop = _StopFlag()
+    stop._handle(signal.SIGTERM, None)
+    assert stop.requested and stop.signum == signal.SIGTERM
+    stop.writing = True
+    stop._handle(signal.SIGINT, None)  # would tear the checkpoint: deferred
+    stop.writing = False
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)
