@@ -255,10 +255,11 @@ def train_command(experiment: Optional[str], overrides: list[str], *, config_dir
         raise UsageError("name an experiment, e.g. mtlcli train example_mtl_train (or a path to a YAML file)")
     from mtlcli.compose import compose
     from mtlcli.resources import config_search_path
+    from mtlcli.validate import ensure_valid
 
     composed = compose(experiment, overrides, config_search_path(config_dir))
     _check_experiment_file(composed)
-    _check(composed)
+    ensure_valid(composed)  # the same checks as mtlcli validate
     config = composed.config
     devices = _requested_devices(config, composed)
     if devices > 1 and not distributed.launched_by_torchrun():
@@ -309,21 +310,6 @@ def _launch(devices: int, argv: list[str]) -> None:
     code = distributed.launch(devices, (["--debug"] if getattr(cli, "_DEBUG", False) else []) + argv)
     if code != 0:
         raise SystemExit(code)
-
-
-def _check(composed) -> None:
-    """Run the same checks as ``mtlcli validate``; stop on the first error with its position."""
-    try:
-        from mtlcli.validate import check_experiment
-    except ImportError:  # validation not available in this build
-        return
-    errors = [f for f in check_experiment(composed) if getattr(f, "severity", "error") == "error"]
-    if errors:
-        first = errors[0]
-        # validate takes no overrides, so it cannot list the rest of an override's problems: say how many
-        more = f" [{len(errors) - 1} more problem(s) after this one]" if len(errors) > 1 else ""
-        hint = f" ({first.hint})" if getattr(first, "hint", "") else ""
-        raise MtlcliError(f"{first.origin}: {first.message}{hint}{more}")
 
 
 def _check_experiment_file(composed) -> None:

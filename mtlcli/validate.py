@@ -699,12 +699,15 @@ def _check_algorithm_tasks(checker: _Checker, algorithm: dict, train_tasks: list
 
 
 def ensure_valid(composed: Any) -> None:
-    """Raise the first error of :func:`check_experiment` as a :class:`ConfigError`."""
+    """Raise the first error of :func:`check_experiment` as a :class:`ConfigError` at its
+    position (what ``mtlcli train`` stops with before building anything)."""
     errors = [f for f in check_experiment(composed) if f.is_error]
     if errors:
         first = errors[0]
-        hint = "; ".join(filter(None, [first.hint, f"{len(errors) - 1} more: run mtlcli validate" if len(errors) > 1 else ""]))
-        raise ConfigError(f"[{first.code}] {first.message}", first.origin, hint or None)
+        error = ConfigError(first.message, first.origin, first.hint or None)
+        if len(errors) > 1:  # validate takes no overrides, so it cannot list the rest: say how many
+            error.args = (f"{error} [{len(errors) - 1} more problem(s) after this one]",)
+        raise error
 
 
 def validate_command(paths: Sequence[str | os.PathLike], *, output_format: str = "text", strict: bool = False,
