@@ -492,7 +492,7 @@ def evaluate_command(run_dir: Path, *, eval_tasks: Optional[list[int]] = None, c
     """``mtlcli evaluate RUN_DIR``: rebuild the model from the run's config, load weights, test each task."""
     from mtlcli.engine.checkpoint import load_checkpoint
     from mtlcli.engine.evaluation import evaluate
-    from mtlcli.engine.outputs import TEST_COLUMNS, summary_table, test_rows, _csv_text
+    from mtlcli.engine.outputs import TEST_COLUMNS, csv_text, summary_table, test_rows
 
     run_dir = Path(run_dir)
     config = _load_run_config(run_dir)
@@ -507,7 +507,7 @@ def evaluate_command(run_dir: Path, *, eval_tasks: Optional[list[int]] = None, c
     mixed = built.dataset.mixed(tasks, "test")
     results = evaluate(built.model, mixed.x.to(built.device), mixed.y.to(built.device), mixed.task_id.to(built.device),
                        dict(built.model.heads.num_classes), built.dataset.batch_size)
-    path = _write_new_eval_csv(run_dir / "metrics", _csv_text(TEST_COLUMNS, test_rows(results)))
+    path = _write_new_eval_csv(run_dir / "metrics", csv_text(TEST_COLUMNS, test_rows(results)))
     print(summary_table(results, "evaluate"))
     print(f"written {path}")
 

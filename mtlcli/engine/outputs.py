@@ -14,7 +14,7 @@ EPOCH_COLUMNS = ["epoch", "task", "loss", "accuracy", "num_samples"]
 TEST_COLUMNS = ["task", "loss", "accuracy", "num_samples"]
 
 
-def _csv_text(columns: list[str], rows: list[dict]) -> str:
+def csv_text(columns: list[str], rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -23,7 +23,7 @@ def _csv_text(columns: list[str], rows: list[dict]) -> str:
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    atomic_write_text(path, _csv_text(columns, rows), overwrite=True)
+    atomic_write_text(path, csv_text(columns, rows), overwrite=True)
 
 
 def epoch_rows(epoch: int, results: list[TaskResult]) -> list[dict]:
